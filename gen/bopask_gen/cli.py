@@ -1,0 +1,24 @@
+"""The ``bopask-gen`` command: the offline half of bopask."""
+
+import sys
+
+from bopask_gen.cli_common import run_cli
+
+COMMANDS = (
+    ('build', 'bopask_gen.generator.build_command', 'BOP dataset -> BOP-ASK QA dataset'),
+    ('viz', 'bopask_gen.generator.viz', 'draw generated answers over their images'),
+    ('synth', 'bopask_gen.sim.synth', 'write synthetic MuJoCo scenes as a BOP dataset'),
+    ('grasp-check', 'bopask_gen.sim.grasp_check', 'execute generated grasps in physics'),
+    ('finetune', 'bopask_gen.learn.finetune', 'fine-tune a VLM on a BOP-ASK dataset'),
+    ('predict', 'bopask_gen.learn.predict', 'run a VLM over a BOP-ASK dataset'),
+    ('eval', 'bopask_gen.evaluation.evaluate', 'score predictions with the BOP-ASK metrics'),
+)
+
+
+def main(argv=None):
+    """Entry point of ``bopask-gen``."""
+    return run_cli('bopask-gen', __doc__, COMMANDS, argv)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""Pinhole camera geometry: projection, back-projection and robust depth sampling.
+
+Conventions: the camera optical frame of REP 103 (x right, y down, z forward), pixel
+coordinates (u, v) with the centre of the top-left pixel at (0, 0), depth in metres along
+the optical axis, 0 or non-finite meaning "no measurement".
+"""
+
+import numpy as np
+
+
+def intrinsics_matrix(fx, fy, cx, cy):
+    """Return the 3x3 camera matrix K."""
+    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+
+
+def intrinsics_from_fovy(fovy_deg, width, height):
+    """Return K of a camera with square pixels and a vertical field of view (MuJoCo's model)."""
+    f = 0.5 * height / np.tan(np.deg2rad(fovy_deg) / 2.0)
+    return intrinsics_matrix(f, f, (width - 1) / 2.0, (height - 1) / 2.0)
+
+
+def project_points(points_cam, K):
+    """Project (N, 3) camera-frame points to (N, 2) pixels; points with z <= 0 give NaN."""
+    points_cam = np.asarray(points_cam, dtype=float).reshape(-1, 3)
+    z = points_cam[:, 2]
+    uv = np.full((len(points_cam), 2), np.nan)
+    front = z > 0
+    pts = points_cam[front]
+    K = np.asarray(K, dtype=float)
+    uv[front, 0] = K[0, 0] * pts[:, 0] / pts[:, 2] + K[0, 1] * pts[:, 1] / pts[:, 2] + K[0, 2]
+    uv[front, 1] = K[1, 1] * pts[:, 1] / pts[:, 2] + K[1, 2]
+    return uv
+
+
+def backproject_pixels(uv, depth, K):
+    """Lift (N, 2) pixels with (N,) depths in metres to (N, 3) camera-frame points."""
+    uv = np.asarray(uv, dtype=float).reshape(-1, 2)
+    depth = np.asarray(depth, dtype=float).reshape(-1)
+    K = np.asarray(K, dtype=float)
+    y = (uv[:, 1] - K[1, 2]) / K[1, 1]
+    x = (uv[:, 0] - K[0, 2] - K[0, 1] * y) / K[0, 0]
+    return np.stack([x * depth, y * depth, depth], axis=1)
+
+
+def depth_to_points(depth_m, K, mask=None, stride=1):
+    """Return the (N, 3) camera-frame points of the valid depth pixels and their (N, 2) pixels.
+
+    ``mask`` restricts to a boolean image; ``stride`` subsamples rows and columns.
+    """
+    depth_m = np.asarray(depth_m)
+    valid = np.isfinite(depth_m) & (depth_m > 0)
+    if mask is not None:
+        valid &= np.asarray(mask, dtype=bool)
+    if stride > 1:
+        keep = np.zeros_like(valid)
+        keep[::stride, ::stride] = True
+        valid &= keep
+    v, u = np.nonzero(valid)
+    uv = np.stack([u, v], axis=1).astype(float)
+    return backproject_pixels(uv, depth_m[v, u], K), uv
+
+
+def pixels_inside(uv, width, height):
+    """Return a boolean (N,) array: pixel centre inside the image (finite and in bounds)."""
+    uv = np.asarray(uv, dtype=float).reshape(-1, 2)
+    finite = np.all(np.isfinite(uv), axis=1)
+    with np.errstate(invalid='ignore'):
+        inside = (uv[:, 0] >= -0.5) & (uv[:, 0] < width - 0.5)
+        inside &= (uv[:, 1] >= -0.5) & (uv[:, 1] < height - 0.5)
+    return finite & inside
+
+
+def sample_depth(depth_m, uv, window=5):
+    """Return the median valid depth in a ``window`` x ``window`` patch around each pixel.
+
+    Real depth has holes and flying pixels at edges, so one pixel is not trusted. A pixel
+    whose patch holds no valid measurement (or that lies outside the image) gives NaN.
+    """
+    depth_m = np.asarray(depth_m, dtype=float)
+    h, w = depth_m.shape
+    uv = np.asarray(uv, dtype=float).reshape(-1, 2)
+    out = np.full(len(uv), np.nan)
+    half = max(int(window) // 2, 0)
+    inside = pixels_inside(uv, w, h)
+    for i in np.nonzero(inside)[0]:
+        u, v = int(round(uv[i, 0])), int(round(uv[i, 1]))
+        patch = depth_m[max(v - half, 0):v + half + 1, max(u - half, 0):u + half + 1]
+        good = patch[np.isfinite(patch) & (patch > 0)]
+        if good.size:
+            out[i] = float(np.median(good))
+    return out
+
+
+def mesh_silhouette(vertices_cam, faces, K, width, height):
+    """Rasterise the silhouette of a camera-frame triangle mesh into a bool HxW mask.
+
+    Faces with a vertex behind the camera are dropped. No z-buffer: this is the full
+    (amodal) mask of the object, as BOP's ``mask/`` folder stores it.
+    """
+    import cv2
+
+    uv = project_points(vertices_cam, K)
+    tris = uv[np.asarray(faces)]
+    keep = np.all(np.isfinite(tris), axis=(1, 2))
+    # Fixed point with 4 fractional bits keeps sub-pixel accuracy in cv2.fillPoly.
+    shift = 4
+    pts = np.round(tris[keep] * (1 << shift)).astype(np.int32)
+    mask = np.zeros((height, width), np.uint8)
+    # One call per triangle: cv2.fillPoly over many overlapping polygons leaves holes.
+    for tri in pts:
+        cv2.fillConvexPoly(mask, tri, 1, lineType=cv2.LINE_8, shift=shift)
+    return mask.astype(bool)

@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+
+from bopask_gen.core.camera import (
+    backproject_pixels,
+    depth_to_points,
+    intrinsics_from_fovy,
+    pixels_inside,
+    project_points,
+    sample_depth,
+)
+
+K = np.array([[600.0, 0.0, 320.0], [0.0, 610.0, 240.0], [0.0, 0.0, 1.0]])
+
+
+def test_project_then_backproject_round_trip():
+    rng = np.random.default_rng(0)
+    pts = rng.uniform([-0.3, -0.2, 0.4], [0.3, 0.2, 1.5], size=(50, 3))
+    uv = project_points(pts, K)
+    back = backproject_pixels(uv, pts[:, 2], K)
+    np.testing.assert_allclose(back, pts, atol=1e-12)
+
+
+def test_projection_of_known_point():
+    uv = project_points([[0.1, -0.05, 1.0]], K)
+    np.testing.assert_allclose(uv, [[380.0, 209.5]])
+
+
+def test_points_behind_camera_project_to_nan():
+    uv = project_points([[0.0, 0.0, -1.0], [0.0, 0.0, 1.0]], K)
+    assert np.all(np.isnan(uv[0])) and np.allclose(uv[1], [320, 240])
+
+
+def test_intrinsics_from_fovy_matches_mujoco_convention():
+    K2 = intrinsics_from_fovy(58.0, 640, 480)
+    assert K2[0, 0] == pytest.approx(240.0 / np.tan(np.deg2rad(29.0)))
+    assert (K2[0, 2], K2[1, 2]) == (319.5, 239.5)
+
+
+def test_sample_depth_uses_median_and_rejects_empty_windows():
+    depth = np.zeros((20, 20), np.float32)
+    depth[8:13, 8:13] = 1.0
+    depth[10, 10] = 5.0  # a flying pixel must not win
+    depth[2, 2] = np.nan
+    out = sample_depth(depth, [[10, 10], [2, 2], [50, 5], [12.4, 10], [15.4, 10]], window=5)
+    assert out[0] == pytest.approx(1.0)
+    assert np.isnan(out[1]) and np.isnan(out[2])
+    assert out[3] == pytest.approx(1.0) and np.isnan(out[4])
+
+
+def test_depth_to_points_skips_invalid_and_respects_mask():
+    depth = np.full((4, 5), 2.0, np.float32)
+    depth[0, 0] = 0.0
+    mask = np.zeros((4, 5), bool)
+    mask[:2] = True
+    pts, uv = depth_to_points(depth, K, mask=mask)
+    assert len(pts) == 9 and np.all(pts[:, 2] == 2.0)
+    np.testing.assert_allclose(project_points(pts, K), uv, atol=1e-9)
+
+
+def test_pixels_inside_bounds():
+    inside = pixels_inside([[0, 0], [639.4, 479.4], [640, 10], [np.nan, 1], [-0.6, 3]], 640, 480)
+    assert inside.tolist() == [True, True, False, False, False]

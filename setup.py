@@ -1,0 +1,30 @@
+"""Install bopask_ros (ament_python; also plain pip)."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = 'bopask_ros'
+
+setup(
+    name=package_name,
+    version='0.1.0',
+    packages=find_packages(exclude=['test', 'gen', 'gen.*', 'bench', 'docker']),
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
+        ('share/' + package_name, ['package.xml']),
+        ('share/' + package_name + '/launch', glob('launch/*.launch.py')),
+        ('share/' + package_name + '/config', glob('config/*.yaml')),
+    ],
+    install_requires=['setuptools'],
+    zip_safe=False,
+    maintainer='bopask developers',
+    maintainer_email='dev@bopask.invalid',
+    description='BOP-ASK robot stack: language commands to grasps through a VLM.',
+    license='Apache-2.0',
+    entry_points={
+        'console_scripts': [
+            'bopask = bopask_ros.cli:main',
+        ],
+    },
+)
