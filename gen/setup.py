@@ -1,8 +1,19 @@
 """Install bopask_gen (ament_python; also plain pip)."""
 
+import sys
+
 from setuptools import find_packages, setup
 
 package_name = 'bopask_gen'
+
+# `ros2 run bopask_gen build ...`: colcon installs with `setup.py install/develop`, and
+# setup.cfg puts scripts in lib/bopask_gen. pip builds wheels instead; it gets only the
+# `bopask-gen` command, so a venv's bin/ is not filled with names like `build` and `eval`.
+ROS_RUN_COMMANDS = ('build', 'viz', 'synth', 'grasp-check', 'finetune', 'predict', 'eval')
+ros_run_scripts = []
+if {'install', 'develop'} & set(sys.argv[1:]):
+    ros_run_scripts = [f"{name} = bopask_gen.cli:{name.replace('-', '_')}_main"
+                       for name in ROS_RUN_COMMANDS]
 
 setup(
     name=package_name,
@@ -22,6 +33,6 @@ setup(
     entry_points={
         'console_scripts': [
             'bopask-gen = bopask_gen.cli:main',
-        ],
+        ] + ros_run_scripts,
     },
 )

@@ -20,5 +20,22 @@ def main(argv=None):
     return run_cli('bopask-gen', __doc__, COMMANDS, argv)
 
 
+def _subcommand_main(name):
+    def entry(argv=None):
+        return main([name] + list(sys.argv[1:] if argv is None else argv))
+    entry.__doc__ = f'Entry point of ``ros2 run bopask_gen {name}``.'
+    return entry
+
+
+# One function per subcommand, for the ROS-style executables in lib/bopask_gen.
+build_main = _subcommand_main('build')
+viz_main = _subcommand_main('viz')
+synth_main = _subcommand_main('synth')
+grasp_check_main = _subcommand_main('grasp-check')
+finetune_main = _subcommand_main('finetune')
+predict_main = _subcommand_main('predict')
+eval_main = _subcommand_main('eval')
+
+
 if __name__ == '__main__':
     sys.exit(main())
