@@ -6,8 +6,11 @@ PYTHON ?= python3
 VENV ?= .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.bopask-installed
-# MuJoCo headless rendering (EGL, OSMesa fallback) and open3d's libusb.
-DEB_PACKAGES := libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6 libusb-1.0-0
+# MuJoCo headless rendering (EGL, OSMesa fallback), open3d's libusb, and colcon (+ the ROS
+# package types and the system setuptools it builds ament_python packages with) for the
+# colcon build test.
+DEB_PACKAGES := libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6 libusb-1.0-0 \
+	colcon python3-colcon-ros python3-setuptools
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export MUJOCO_GL ?= egl
 PYTEST_ARGS ?=

@@ -34,6 +34,12 @@ setup(
     entry_points={
         'console_scripts': [
             'bopask = bopask_ros.cli:main',
+            'camera_node = bopask_ros.camera_node:main',
+            'vlm_node = bopask_ros.vlm_node:main',
+            'backprojection_node = bopask_ros.backprojection_node:main',
+            'executor_node = bopask_ros.executor_node:main',
+            'sim_node = bopask_ros.sim_node:main',
+            'bopask_graph = bopask_ros.graph_main:main',
         ] + node_scripts,
     },
 )

@@ -34,14 +34,14 @@ YCBV_OBJECTS = {
     20: '052_extra_large_clamp',
     21: '061_foam_brick',
 }
-"""BOP YCB-Video object id -> YCB object name (the standard YCB-V list)."""
+'''BOP YCB-Video object id -> YCB object name (the standard YCB-V list).'''
 
 YCBV_MASSES_KG = {
     1: 0.414, 2: 0.411, 3: 0.514, 4: 0.349, 5: 0.603, 6: 0.171, 7: 0.187, 8: 0.097,
     9: 0.370, 10: 0.066, 11: 0.178, 12: 1.131, 13: 0.147, 14: 0.118, 15: 0.895,
     16: 0.729, 17: 0.082, 18: 0.016, 19: 0.125, 20: 0.202, 21: 0.028,
 }
-"""Object masses from the YCB object set paper (Calli et al., 2015), kilograms."""
+'''Object masses from the YCB object set paper (Calli et al., 2015), kilograms.'''
 
 YCBV_COLOURS = {
     1: (0.15, 0.35, 0.70), 2: (0.80, 0.15, 0.10), 3: (0.95, 0.85, 0.30),
@@ -52,7 +52,7 @@ YCBV_COLOURS = {
     16: (0.80, 0.65, 0.45), 17: (0.20, 0.25, 0.80), 18: (0.20, 0.20, 0.20),
     19: (0.15, 0.15, 0.15), 20: (0.85, 0.40, 0.10), 21: (0.85, 0.25, 0.20),
 }
-"""Flat render colours (RGB 0..1) roughly matching each object's dominant colour."""
+'''Flat render colours (RGB 0..1) roughly matching each object's dominant colour.'''
 
 PANDA_JOINT_NAMES = tuple(f'panda_joint{i}' for i in range(1, 8))
 PANDA_FINGER_JOINT_NAMES = ('hand_panda_finger_joint1', 'hand_panda_finger_joint2')

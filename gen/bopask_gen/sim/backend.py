@@ -21,10 +21,10 @@ BACKEND_LIBRARIES = {
         ('libOSMesa.so.8', 'libosmesa6'),
     ],
 }
-"""Shared libraries each backend needs and the Debian package that ships each one."""
+'''Shared libraries each backend needs and the Debian package that ships each one.'''
 
 DRI_DIRS = ('/usr/lib/x86_64-linux-gnu/dri', '/usr/lib/aarch64-linux-gnu/dri', '/usr/lib/dri')
-"""Where Mesa's DRI drivers (libgl1-mesa-dri) live; EGL renders through them."""
+'''Where Mesa's DRI drivers (libgl1-mesa-dri) live; EGL renders through them.'''
 FALLBACK_ORDER = ('egl', 'osmesa')
 
 
@@ -94,3 +94,14 @@ def ensure_gl_backend():
     if backend in ('egl', 'osmesa'):
         os.environ['PYOPENGL_PLATFORM'] = backend  # the two must agree
     return backend
+
+
+def render_failure_message(exc):
+    """Explain a failed OpenGL context creation (``exc``) and how to fix it."""
+    current = os.environ.get('MUJOCO_GL')
+    text = f'MuJoCo could not create an offscreen OpenGL context (MUJOCO_GL={current!r}: {exc}). '
+    if not current:
+        text += ('mujoco was imported before bopask_gen.sim chose a headless backend: import '
+                 'bopask_gen.sim.world first, or export MUJOCO_GL=egl (or osmesa). ')
+    return text + ('Headless rendering needs the Debian packages libegl1 libegl-mesa0 '
+                   'libgl1-mesa-dri (MUJOCO_GL=egl) or libosmesa6 (MUJOCO_GL=osmesa).')

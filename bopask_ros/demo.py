@@ -1,0 +1,251 @@
+"""``bopask demo``: the simulated robot picks and places objects from language commands.
+
+Starts the sim graph in this process (MuJoCo world as robot and camera, oracle VLM,
+back-projection, IK executor -- the nodes and YAML of ``bopask launch pick_place``), sends
+the commands over ``/bopask/command`` like any client, and judges every episode in physics
+(``episodes.judge``: the object was lifted and ended next to the target). Prints one line
+per episode and the success rate, writes a PNG strip (per episode: the VLM overlay before,
+the camera view after), and ends with one JSON line::
+
+    {"episodes": N, "successes": K, "success_rate": K/N,
+     "median_command_to_trajectory_ms": ..., "median_backprojection_ms": ...}
+
+Without ``--episodes`` it runs the three scripted commands of ``episodes.DEMO_EPISODES``;
+``--episodes N --seed S`` runs N random episodes.
+"""
+
+import json
+import os
+from pathlib import Path
+import threading
+import time
+
+import numpy as np
+
+DEFAULT_STRIP = 'bopask_demo.png'
+
+
+def add_arguments(parser):
+    """Arguments of ``bopask demo``."""
+    parser.add_argument('--episodes', type=int, default=None,
+                        help='number of random episodes (default: the 3 scripted commands)')
+    parser.add_argument('--seed', type=int, default=0, help='seed of the random episodes')
+    parser.add_argument('--out', type=Path, default=Path(DEFAULT_STRIP),
+                        help=f'PNG strip of the episodes (default {DEFAULT_STRIP})')
+    parser.add_argument('--real-time-factor', type=float, default=2.0,
+                        help='physics speed relative to the wall clock (default 2)')
+    parser.add_argument('--timeout', type=float, default=120.0,
+                        help='seconds allowed per episode (default 120)')
+    parser.add_argument('args', nargs='*', metavar='name:=value',
+                        help='extra graph arguments, as for `bopask launch pick_place`')
+
+
+class DemoClient:
+    """A plain rclpy node: sends commands, collects status, results and overlays."""
+
+    def __init__(self, context):
+        from rclpy.node import Node
+        from sensor_msgs.msg import Image
+        from std_msgs.msg import String
+
+        from bopask_ros import ros_common as rc
+        from bopask_ros.executor_node import RESULT_TOPIC
+        self.node = Node('bopask_demo_client', context=context)
+        self.lock = threading.Lock()
+        self.status, self.results, self.overlays = [], [], []
+        self.node.create_subscription(String, rc.STATUS_TOPIC, self._on_status, 100)
+        self.node.create_subscription(String, RESULT_TOPIC, self._on_result, 10)
+        self.node.create_subscription(Image, rc.OVERLAY_TOPIC, self._on_overlay, 2)
+        self.command_pub = self.node.create_publisher(String, rc.COMMAND_TOPIC, 10)
+
+    def _on_status(self, msg):
+        with self.lock:
+            self.status.append(msg.data)
+
+    def _on_result(self, msg):
+        with self.lock:
+            self.results.append(json.loads(msg.data))
+
+    def _on_overlay(self, msg):
+        from bopask_ros.image_conversion import image_to_array
+        with self.lock:
+            self.overlays.append(image_to_array(msg))
+
+    def mark(self):
+        """Counts of what has arrived so far (to wait for what comes after)."""
+        with self.lock:
+            return len(self.status), len(self.results), len(self.overlays)
+
+    def send(self, text):
+        """Publish a command."""
+        from std_msgs.msg import String
+        self.command_pub.publish(String(data=text))
+
+    def wait_end(self, mark, timeout, stop_on_refusal=True):
+        """Wait for the executor's result (or a refusal) after ``mark``; return (kind, data)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            with self.lock:
+                if len(self.results) > mark[1]:
+                    return 'result', self.results[mark[1]]
+                for line in self.status[mark[0]:] if stop_on_refusal else ():
+                    if 'refused' in line and not line.startswith('[executor]'):
+                        return 'refused', line
+            time.sleep(0.05)
+        return 'timeout', f'no result within {timeout:.0f} s'
+
+    def new_status(self, mark):
+        """Status lines since ``mark``."""
+        with self.lock:
+            return list(self.status[mark[0]:])
+
+    def overlay_since(self, mark):
+        """The first overlay image after ``mark`` (or None)."""
+        with self.lock:
+            return self.overlays[mark[2]] if len(self.overlays) > mark[2] else None
+
+
+def start_graph(arguments, real_time_factor):
+    """Start the sim graph plus a DemoClient; return (graph, client)."""
+    from bopask_ros.graph import Graph
+    args = {'camera_backend': 'sim', 'vlm_backend': 'oracle', 'executor_backend': 'ik',
+            'sim_node.real_time_factor': real_time_factor}
+    args.update(arguments)
+    graph = Graph(args).start()
+    client = DemoClient(graph.context)
+    graph.add_node(client.node)
+    graph.spin_in_thread()
+    return graph, client
+
+
+def object_positions(runtime):
+    """(N, 3) object centre positions, world frame, in object index order."""
+    return runtime.call(lambda w: np.array([w.object_pose(o.index)[:3, 3]
+                                            for o in w.objects]))
+
+
+def run_episode(graph, client, episode, timeout=120.0, settle_s=1.0):
+    """Run one Episode; return a dict with the outcome, timings and images."""
+    from bopask_ros.episodes import judge
+    from bopask_ros.sim_node import world_factory
+    runtime = graph.runtime
+    sim = graph.nodes['sim_node']
+    runtime.reset(world_factory(episode.seed, list(episode.obj_ids), (3, 5), sim.T_base_camera))
+    ids = runtime.call(lambda w: [o.obj_id for o in w.objects])
+    frame = runtime.wait_for_frame(timeout=10.0)
+    # Let the camera node publish frames of the new world before commanding.
+    time.sleep(0.6)
+    start = object_positions(runtime)
+    runtime.start_tracking()
+    mark = client.mark()
+    t0 = time.monotonic()
+    client.send(episode.command)
+    kind, data = client.wait_end(mark, timeout)
+    if kind == 'result' and data.get('outcome') == 'done':
+        time.sleep(settle_s)
+    outcome = judge(start, object_positions(runtime), runtime.max_heights(),
+                    ids.index(episode.obj_id), ids.index(episode.target_id))
+    timing = data.get('timing', {}) if isinstance(data, dict) else {}
+    end_frame = runtime.wait_for_frame(after_seq=runtime.latest_frame().seq, timeout=5.0)
+    return {
+        'command': episode.command, 'seed': episode.seed, 'obj_ids': list(episode.obj_ids),
+        'success': outcome.success, 'lifted': outcome.lifted, 'near': outcome.near,
+        'rise_m': outcome.rise, 'distance_m': outcome.distance,
+        'executor': data.get('outcome') if isinstance(data, dict) else kind,
+        'reason': (data.get('reason') if isinstance(data, dict) else data) or '',
+        'command_to_trajectory_ms': timing.get('command_to_trajectory_ms'),
+        'backprojection_ms': timing.get('backprojection_ms'),
+        'inference_ms': timing.get('inference_ms'),
+        'seconds': time.monotonic() - t0,
+        'status': client.new_status(mark),
+        'before': client.overlay_since(mark) if client.overlay_since(mark) is not None
+        else frame.rgb,
+        'after': end_frame.rgb if end_frame is not None else runtime.latest_frame().rgb,
+    }
+
+
+def summary(results):
+    """The final JSON object of a run."""
+    def median(key):
+        vals = [r[key] for r in results if r.get(key) is not None]
+        return float(np.median(vals)) if vals else None
+    n = len(results)
+    k = sum(1 for r in results if r['success'])
+    return {'episodes': n, 'successes': k, 'success_rate': k / n if n else 0.0,
+            'median_command_to_trajectory_ms': median('command_to_trajectory_ms'),
+            'median_backprojection_ms': median('backprojection_ms')}
+
+
+def write_strip(results, path, thumb_width=320):
+    """Write a PNG: one row per episode, the VLM overlay before and the view after."""
+    from PIL import Image, ImageDraw
+    rows = []
+    for i, r in enumerate(results):
+        tiles = []
+        for img in (r['before'], r['after']):
+            im = Image.fromarray(np.asarray(img)[:, :, :3].astype(np.uint8))
+            h = int(im.height * thumb_width / im.width)
+            tiles.append(im.resize((thumb_width, h)))
+        row = Image.new('RGB', (2 * thumb_width, tiles[0].height + 18), (0, 0, 0))
+        row.paste(tiles[0], (0, 18))
+        row.paste(tiles[1], (thumb_width, 18))
+        verdict = 'SUCCESS' if r['success'] else 'FAIL'
+        ImageDraw.Draw(row).text((4, 3), f'{i + 1}. {verdict}: {r["command"]}'[:100],
+                                 fill=(0, 255, 0) if r['success'] else (255, 80, 80))
+        rows.append(row)
+    strip = Image.new('RGB', (2 * thumb_width, sum(r.height for r in rows)))
+    y = 0
+    for row in rows:
+        strip.paste(row, (0, y))
+        y += row.height
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    strip.save(path)
+    return path
+
+
+def episodes_for(args):
+    """The Episodes to run: scripted by default, random with --episodes."""
+    from bopask_gen.generator.names import load_name_table
+    from bopask_ros.episodes import demo_episodes, random_episode
+    names = load_name_table('ycbv')
+    if args.episodes is None:
+        return demo_episodes(names)
+    if args.episodes < 1:
+        raise ValueError('--episodes must be >= 1')
+    rng = np.random.default_rng(args.seed)
+    return [random_episode(rng, names) for _ in range(args.episodes)]
+
+
+def run(args):
+    """Entry point of ``bopask demo``."""
+    from bopask_ros.graph import parse_assignments
+    try:
+        episodes = episodes_for(args)
+        extra = parse_assignments(args.args)
+    except ValueError as exc:
+        print(f'demo: {exc}')
+        return 2
+    os.environ.setdefault('MUJOCO_GL', 'egl')
+    graph, client = start_graph(extra, args.real_time_factor)
+    results = []
+    try:
+        for i, episode in enumerate(episodes):
+            r = run_episode(graph, client, episode, timeout=args.timeout)
+            results.append(r)
+            verdict = 'success' if r['success'] else 'FAIL'
+            lat = r['command_to_trajectory_ms']
+            print(f'episode {i + 1}/{len(episodes)}: {verdict} -- "{r["command"]}" '
+                  f'(lifted {r["rise_m"] * 100:.1f} cm, ends {r["distance_m"] * 100:.1f} cm '
+                  f'from the target; executor: {r["executor"]}'
+                  + (f', {r["reason"]}' if r['reason'] else '')
+                  + (f'; command->trajectory {lat:.0f} ms' if lat is not None else '') + ')',
+                  flush=True)
+    finally:
+        graph.shutdown()
+    s = summary(results)
+    print(f'success rate: {s["successes"]}/{s["episodes"]} = {s["success_rate"]:.0%}')
+    if results:
+        print(f'wrote {write_strip(results, args.out)}')
+    print(json.dumps(s))
+    return 0

@@ -1,0 +1,100 @@
+"""Pick-and-place episodes in the simulator: choosing them and judging them in physics.
+
+An episode is a world (seeded) plus a command "pick up the A and put it next to the B".
+Success is judged from the physics, not from the executor's report: A's centre rose at
+least ``LIFT_MIN`` above where it rested, and at the end A's centre is within
+``NEAR_DISTANCE`` (horizontally) of B's centre.
+
+Random episodes draw A from ``PICKABLE``: YCB-V objects a Franka hand (8 cm opening) can
+hold from above in some resting pose. Objects wider than the hand everywhere (master chef
+can, pitcher, bowl, wood block) and flat/thin ones (scissors, clamps, marker) are targets only.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+LIFT_MIN = 0.05
+'''Metres the object's centre must rise during the episode to count as lifted.'''
+NEAR_DISTANCE = 0.20
+'''Metres (horizontal, centre to centre) within which the object is 'next to' the target.'''
+PICKABLE = (3, 4, 5, 6, 7, 8, 9, 12, 14, 21)
+'''YCB-V ids the random episodes pick up (sugar box, tomato soup can, mustard bottle, tuna
+can, pudding box, gelatin box, potted meat can, bleach cleanser, mug, foam brick).'''
+DEMO_EPISODES = (
+    # (seed, obj_ids, command)
+    (11, (4, 5, 21, 3), 'pick up the mustard bottle and put it next to the soup can'),
+    (12, (4, 9, 21, 14), 'pick up the foam brick and put it next to the potted meat can'),
+    (13, (3, 6, 12, 4), 'put the tomato soup can next to the sugar box'),
+)
+'''The default demo: three scenes and commands.'''
+
+
+@dataclass
+class Episode:
+    """One scripted episode."""
+
+    seed: int
+    obj_ids: tuple
+    command: str
+    obj_id: int = None
+    target_id: int = None
+
+
+@dataclass
+class Outcome:
+    """What the physics says about an episode."""
+
+    lifted: bool
+    near: bool
+    rise: float
+    distance: float
+    start_distance: float
+
+    @property
+    def success(self):
+        """Lifted and put down next to the target."""
+        return self.lifted and self.near
+
+
+def judge(start_positions, end_positions, max_heights, obj_index, target_index,
+          lift_min=LIFT_MIN, near=NEAR_DISTANCE):
+    """Judge an episode from object centre positions (N, 3) and max heights (N,)."""
+    start = np.asarray(start_positions, dtype=float)
+    end = np.asarray(end_positions, dtype=float)
+    rise = float(np.asarray(max_heights, dtype=float)[obj_index] - start[obj_index, 2])
+    dist = float(np.linalg.norm(end[obj_index, :2] - end[target_index, :2]))
+    start_dist = float(np.linalg.norm(start[obj_index, :2] - start[target_index, :2]))
+    return Outcome(lifted=rise >= lift_min, near=dist <= near, rise=rise, distance=dist,
+                   start_distance=start_dist)
+
+
+def random_episode(rng, names, n_objects=(3, 5)):
+    """Draw an Episode: distinct objects, one PICKABLE to pick, another as the target.
+
+    ``names`` is the generator's NameTable (canonical names make the command).
+    """
+    from bopask_gen.sim.assets import YCBV_OBJECTS
+    n = int(rng.integers(n_objects[0], n_objects[1] + 1))
+    obj = int(rng.choice(PICKABLE))
+    others = [i for i in sorted(YCBV_OBJECTS) if i != obj]
+    rest = [int(i) for i in rng.choice(others, size=n - 1, replace=False)]
+    target = rest[0]
+    command = (f'pick up the {names.canonical(obj)} and put it next to the '
+               f'{names.canonical(target)}')
+    return Episode(seed=int(rng.integers(0, 2**31 - 1)), obj_ids=tuple(sorted([obj] + rest)),
+                   command=command, obj_id=obj, target_id=target)
+
+
+def demo_episodes(names):
+    """The default demo Episodes, with the object and target ids resolved."""
+    from bopask_ros.vlm import parse_command
+    from bopask_ros.vlm_oracle import match_object
+    out = []
+    for seed, ids, command in DEMO_EPISODES:
+        cmd = parse_command(command)
+        candidates = {i: names.aliases(i) for i in ids}
+        out.append(Episode(seed=seed, obj_ids=tuple(ids), command=command,
+                           obj_id=match_object(cmd.object_name, candidates),
+                           target_id=match_object(cmd.target_name, candidates)))
+    return out

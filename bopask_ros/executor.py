@@ -1,0 +1,265 @@
+"""Pick-and-place motion from a grasp target (the core of the executor node).
+
+``plan_pick_place`` turns a grasp pose, opening width and waypoint surface points (robot
+base frame) into a list of steps -- pre-grasp, approach, close, lift, waypoints, place,
+open, retreat -- checks every Cartesian target against the workspace box (refusing, never
+clamping), and solves IK for all of them *before* anything moves, so a refusal leaves the
+arm where it is.
+
+Carrying: the object is held ``hold_offset`` above its support (TCP height at the grasp
+minus the table height) and carried at the lift height through the points where the
+intermediate waypoints' viewing rays cross that height. Placing: the target point (the top
+of the object under the last waypoint) gives the goal; the object is put down on the table
+``place_standoff`` from it, on the side facing the object's start (``place_point``), and
+lowered from at least ``carry_clearance`` above the target's top.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bopask_gen.core import gripper
+from bopask_gen.core.transforms import make_transform
+
+
+class WorkspaceError(ValueError):
+    """A target outside the workspace box (the arm is not moved)."""
+
+
+class IKError(RuntimeError):
+    """No IK solution for a step (the arm is not moved)."""
+
+
+@dataclass
+class ExecutorParams:
+    """Motion and safety parameters (defaults from config/pick_place.yaml)."""
+
+    workspace_min: tuple = (0.2, -0.5, 0.0)
+    workspace_max: tuple = (0.8, 0.5, 0.6)
+    table_z: float = 0.0
+    pregrasp_offset: float = 0.12
+    lift_height: float = 0.15
+    carry_clearance: float = 0.05
+    place_standoff: float = 0.12
+    place_clearance: float = 0.01
+    retreat_offset: float = 0.12
+    cartesian_step: float = 0.02
+    max_joint_jump: float = 0.5
+    max_joint_speed: float = 0.8
+    min_segment_time: float = 0.3
+    open_width: float = gripper.MAX_OPENING
+    open_margin: float = 0.01
+    close_width: float = 0.0
+
+
+@dataclass
+class Step:
+    """One executor step: an arm trajectory (joint waypoints + times) or a gripper command."""
+
+    name: str
+    kind: str                       # 'arm' | 'gripper'
+    positions: np.ndarray = field(default_factory=lambda: np.zeros((0, 7)))
+    times: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    width: float = 0.0
+    targets: list = field(default_factory=list)   # Cartesian TCP targets (4x4), for display
+
+    @property
+    def duration(self):
+        """Seconds the step's trajectory lasts (0 for the gripper)."""
+        return float(self.times[-1]) if len(self.times) else 0.0
+
+
+def check_workspace(points, names, params):
+    """Raise WorkspaceError for the first point outside the box ``[workspace_min, max]``."""
+    lo, hi = np.asarray(params.workspace_min, float), np.asarray(params.workspace_max, float)
+    for name, p in zip(names, np.asarray(points, dtype=float).reshape(-1, 3)):
+        if not np.all(np.isfinite(p)) or np.any(p < lo) or np.any(p > hi):
+            raise WorkspaceError(
+                f'{name} target ({p[0]:.3f}, {p[1]:.3f}, {p[2]:.3f}) m is outside the workspace '
+                f'box x[{lo[0]:.2f}, {hi[0]:.2f}] y[{lo[1]:.2f}, {hi[1]:.2f}] '
+                f'z[{lo[2]:.2f}, {hi[2]:.2f}]')
+
+
+def translated(T, offset):
+    """Return a copy of pose ``T`` moved by a base-frame offset (3,)."""
+    out = np.array(T, dtype=float)
+    out[:3, 3] += np.asarray(offset, dtype=float)
+    return out
+
+
+def place_point(grasp_position, target_point, standoff):
+    """Return the (3,) place location: ``standoff`` from the target toward where A came from.
+
+    The side facing the object's start is the side the collision-free path arrived on.
+    """
+    target = np.asarray(target_point, dtype=float).reshape(3)
+    direction = np.asarray(grasp_position, float)[:2] - target[:2]
+    if np.linalg.norm(direction) < 1e-6:
+        direction = np.array([-1.0, 0.0])   # object right over the target: toward the robot
+    direction /= np.linalg.norm(direction)
+    out = target.copy()
+    out[:2] += standoff * direction
+    return out
+
+
+def ray_at_height(ray, z):
+    """Return the point of a base-frame ray (origin, direction) at height ``z``, or None."""
+    ray = np.asarray(ray, dtype=float).reshape(6)
+    origin, direction = ray[:3], ray[3:]
+    if abs(direction[2]) < 1e-3:
+        return None
+    t = (z - origin[2]) / direction[2]
+    return origin + t * direction if t > 0 else None
+
+
+def cartesian_targets(T_grasp, waypoints, params, target_point=None, waypoint_rays=None):
+    """Return ``[(step name, [T, ...]), ...]`` of the TCP poses of a pick and place.
+
+    Every pose keeps the grasp orientation (top-down, fixed yaw) while carrying.
+    """
+    T_grasp = np.asarray(T_grasp, dtype=float)
+    approach = T_grasp[:3, 2]
+    g = T_grasp[:3, 3]
+    hold_offset = max(g[2] - params.table_z, 0.0)
+    T_pre = translated(T_grasp, -approach * params.pregrasp_offset)
+    lift_z = g[2] + params.lift_height
+    T_lift = translated(T_grasp, [0.0, 0.0, lift_z - g[2]])
+    waypoints = np.asarray(waypoints, dtype=float).reshape(-1, 3)
+    target = waypoints[-1] if target_point is None else np.asarray(target_point, float)
+    place = place_point(g, target, params.place_standoff)
+    carry = []
+    # Skip the first waypoint (the object being held) and the last (over the target). The
+    # waypoints are positions in the air: the carry pose is where a waypoint's viewing ray
+    # crosses the carrying height (its surface point is only a fallback without rays).
+    for i in range(1, len(waypoints) - 1):
+        p = None
+        if waypoint_rays is not None and len(waypoint_rays) == len(waypoints):
+            p = ray_at_height(waypoint_rays[i], lift_z)
+        if p is None:
+            p = waypoints[i].copy()
+            p[2] = max(lift_z, p[2] + hold_offset + params.carry_clearance)
+        carry.append(make_transform(T_grasp[:3, :3], p))
+    place_z = params.table_z + hold_offset + params.place_clearance
+    above_place_z = max(lift_z, target[2] + hold_offset + params.carry_clearance)
+    T_above = make_transform(T_grasp[:3, :3], [place[0], place[1], above_place_z])
+    T_place = make_transform(T_grasp[:3, :3], [place[0], place[1], place_z])
+    T_retreat = translated(T_place, [0.0, 0.0, params.retreat_offset])
+    return [
+        ('pre-grasp', [T_pre]),
+        ('approach', [T_grasp]),
+        ('lift', [T_lift]),
+        ('waypoints', carry + [T_above]),
+        ('place', [T_place]),
+        ('retreat', [T_retreat]),
+    ]
+
+
+def interpolate_line(T_from, T_to, step):
+    """Poses every ``step`` metres on the straight line between two same-orientation poses."""
+    a, b = np.asarray(T_from, float), np.asarray(T_to, float)
+    n = max(int(np.ceil(np.linalg.norm(b[:3, 3] - a[:3, 3]) / step)), 1)
+    return [make_transform(b[:3, :3], a[:3, 3] + (b[:3, 3] - a[:3, 3]) * (i / n))
+            for i in range(1, n + 1)]
+
+
+def time_joint_path(path, q_start, params):
+    """Return times for a joint path so no joint exceeds ``max_joint_speed``."""
+    qs = np.vstack([q_start, path])
+    seg = np.max(np.abs(np.diff(qs, axis=0)), axis=1) / params.max_joint_speed
+    times = np.cumsum(seg)
+    # Ease in/out: a floor on the total, spread uniformly over the points.
+    floor = params.min_segment_time
+    if times[-1] < floor:
+        times = times * (floor / max(times[-1], 1e-9)) if times[-1] > 0 else \
+            np.linspace(floor / len(times), floor, len(times))
+    return times
+
+
+def solve_path(ik, poses, q_seed, step_name, max_jump=None, restarts=0):
+    """Solve IK along ``poses``, each seeded by the previous solution; raise IKError.
+
+    ``max_jump`` (radians) refuses a solution that leaps to another arm configuration
+    between two close Cartesian poses (the arm would sweep through the scene). Random
+    restarts (``restarts``) are allowed for the first pose only: later poses are close to
+    their seed, and a restart there would be a configuration change anyway.
+    """
+    path, q = [], np.asarray(q_seed, dtype=float)
+    for i, T in enumerate(poses):
+        sol = ik.solve(T, q, restarts if i == 0 else 0)
+        p = T[:3, 3]
+        where = (f'{step_name} pose {i + 1}/{len(poses)} at '
+                 f'({p[0]:.3f}, {p[1]:.3f}, {p[2]:.3f}) m')
+        if sol is None:
+            reason = getattr(ik, 'last_message', '')
+            raise IKError(f'IK failed for {where}' + (f': {reason}' if reason else ''))
+        sol = np.asarray(sol, dtype=float)
+        if max_jump is not None and np.max(np.abs(sol - q)) > max_jump:
+            raise IKError(f'IK solution for {where} jumps {np.max(np.abs(sol - q)):.2f} rad '
+                          f'from the previous pose (configuration change)')
+        q = sol
+        path.append(q)
+    return np.array(path)
+
+
+def plan_pick_place(T_grasp, waypoints, q_start, ik, params=None, target_point=None,
+                    waypoint_rays=None, width=None):
+    """Return the list of Steps of a pick and place, or raise WorkspaceError / IKError.
+
+    ``ik.solve(T_base_tcp, q_seed, restarts) -> q (7,) or None``; ``ik.forward(q) -> T``
+    (optional). The grasp's yaw is ambiguous by 180 degrees (the hand is symmetric): the
+    version whose finger line is nearer the hand's current one is planned first (less wrist
+    rotation), the other only when the first has no IK solution. The hand opens to the
+    grasp ``width`` plus ``open_margin`` per side (the opening the grasp was checked
+    collision-free with), or fully when ``width`` is None.
+    """
+    params = params or ExecutorParams()
+    T_grasp = np.asarray(T_grasp, dtype=float)
+    candidates = [T_grasp, gripper.flip_about_approach(T_grasp)]
+    if hasattr(ik, 'forward'):
+        y_now = np.asarray(ik.forward(q_start))[:3, 1]
+        if T_grasp[:3, 1] @ y_now < 0:
+            candidates.reverse()
+    first_error = None
+    for T in candidates:
+        targets = cartesian_targets(T, waypoints, params, target_point, waypoint_rays)
+        names = [name for name, poses in targets for _ in poses]
+        check_workspace([P[:3, 3] for _, poses in targets for P in poses], names, params)
+        try:
+            return _solve_steps(targets, q_start, ik, params, width)
+        except IKError as exc:
+            first_error = first_error or exc
+    raise first_error
+
+
+def _solve_steps(targets, q_start, ik, params, width=None):
+    opening = params.open_width if width is None else \
+        min(params.open_width, float(width) + 2.0 * params.open_margin)
+    steps = []
+    q = np.asarray(q_start, dtype=float)
+    T_prev = None
+    for name, poses in targets:
+        if name in ('approach', 'lift', 'place', 'retreat') and T_prev is not None:
+            dense = interpolate_line(T_prev, poses[-1], params.cartesian_step)
+        else:
+            dense = []
+            for T in poses:
+                if T_prev is not None and name == 'waypoints':
+                    dense.extend(interpolate_line(T_prev, T, 4 * params.cartesian_step))
+                else:
+                    dense.append(T)
+                T_prev = T
+        free = name == 'pre-grasp'   # a free joint-space move from wherever the arm is
+        path = solve_path(ik, dense, q, name, None if free else params.max_joint_jump,
+                          restarts=3 if free else 0)
+        steps.append(Step(name, 'arm', positions=path, times=time_joint_path(path, q, params),
+                          targets=list(poses)))
+        q = path[-1]
+        T_prev = poses[-1]
+        if name == 'pre-grasp':
+            # Open after the first move: the first trajectory goes out without waiting.
+            steps.append(Step('open', 'gripper', width=opening))
+        if name == 'approach':
+            steps.append(Step('close', 'gripper', width=params.close_width))
+        if name == 'place':
+            steps.append(Step('open', 'gripper', width=opening))
+    return steps

@@ -1,0 +1,160 @@
+"""The ``oracle`` VLM backend: answers from the simulator's ground truth, as model text.
+
+It answers exactly as the training data would: the simulated view (RGB, depth, exact object
+poses and masks) is written as a one-image BOP scene with the simulator's BOP writer, read
+back with the BOP reader, and annotated by the generator itself (``generator.scene``,
+``generator.grasps.top_grasps``, ``generator.trajectory.plan_trajectory``). The points are
+written with ``core.answer_format.format_points`` and the vlm node parses them with the same
+``parse_points`` as a real model's output. So it tests everything but the model; logs and
+status lines name it ``oracle``.
+
+Grasp choice: the best-ranked collision-free grasp whose approach is within
+``max_tilt_deg`` of straight down (the robot grasps from above), else the best one.
+"""
+
+import itertools
+from pathlib import Path
+import tempfile
+import threading
+
+import numpy as np
+
+from bopask_gen.core.answer_format import format_points
+from bopask_gen.core.camera import project_points
+from bopask_gen.core.transforms import invert_transform
+
+
+class OracleError(RuntimeError):
+    """The oracle cannot answer (unknown object, no grasp, no path)."""
+
+
+def match_object(phrase, candidates):
+    """Return the key of the candidate whose names match ``phrase``; raise OracleError.
+
+    ``candidates``: ``{key: [names...]}``. Exact (case-insensitive, article-free) matches
+    win over containment either way; ambiguity is an error.
+    """
+    def norm(s):
+        words = str(s).lower().replace('-', ' ').split()
+        return ' '.join(w for w in words if w not in ('the', 'a', 'an'))
+    p = norm(phrase)
+    exact = [k for k, names in candidates.items() if any(norm(n) == p for n in names)]
+    if len(exact) == 1:
+        return exact[0]
+    loose = [k for k, names in candidates.items()
+             if any(norm(n) in p or p in norm(n) for n in names)]
+    if len(exact) > 1 or len(loose) > 1:
+        raise OracleError(f'{phrase!r} matches several objects in the scene')
+    if loose:
+        return loose[0]
+    raise OracleError(f'no object called {phrase!r} in the scene')
+
+
+class OracleBackend:
+    """Ground-truth answers through the generator's annotators (see the module docstring)."""
+
+    name = 'oracle'
+
+    def __init__(self, runtime, coords='pixel', seed=0, max_tilt_deg=35.0, workdir=None,
+                 grasp_candidates=10):
+        from bopask_gen.generator.names import load_name_table
+        self.runtime = runtime
+        self.coords = coords
+        self.rng = np.random.default_rng(seed)
+        self.max_tilt = np.deg2rad(max_tilt_deg)
+        self.grasp_candidates = int(grasp_candidates)
+        self.names = load_name_table('ycbv')
+        self._dir = Path(workdir or tempfile.mkdtemp(prefix='bopask_oracle_'))
+        self._scene_ids = itertools.count()
+        self._models_written = False
+        self._cache = {}
+        self._lock = threading.Lock()
+
+    # ---------------------------------------------------------------- scene from the sim
+    def _write_models(self):
+        from bopask_gen.core.bop_writer import write_camera_json, write_models
+        from bopask_gen.sim.assets import object_mesh, YCBV_OBJECTS
+        write_models(self._dir, {oid: object_mesh(oid) for oid in YCBV_OBJECTS})
+        world = self.runtime.world
+        write_camera_json(self._dir, world.K, world.width, world.height)
+        self._models_written = True
+
+    def _snapshot(self, frame):
+        """Masks and object poses of the current world state (rendered on the sim thread)."""
+        def grab(world):
+            seg = world.render_segmentation()
+            return [{'obj_id': o.obj_id, 'T_world_obj': world.object_pose(o.index),
+                     'mask': world.render_object_mask(o.index), 'mask_visib': seg == o.index}
+                    for o in world.objects]
+        return self.runtime.call(grab)
+
+    def scene_for(self, frame):
+        """Return the generator's SceneGeometry of a sim Frame (cached per frame)."""
+        from bopask_gen.core.bop import BopDataset
+        from bopask_gen.core.bop_writer import BopSceneWriter
+        from bopask_gen.generator.scene import build_scene_geometry
+        key = frame.stamp_ns
+        if key in self._cache:
+            return self._cache[key]
+        if not self._models_written:
+            self._write_models()
+        T_cw = invert_transform(frame.T_world_camera)
+        instances = []
+        for inst in self._snapshot(frame):
+            instances.append({'obj_id': inst['obj_id'], 'T_m2c': T_cw @ inst['T_world_obj'],
+                              'mask': inst['mask'], 'mask_visib': inst['mask_visib']})
+        scene_id = next(self._scene_ids)
+        with BopSceneWriter(self._dir, 'oracle', scene_id) as writer:
+            writer.add_frame(0, frame.rgb, frame.depth_m, frame.K, frame.T_world_camera,
+                             instances)
+        dataset = BopDataset(self._dir)
+        bop_frame = dataset.scene('oracle', scene_id).frame(0)
+        scene = build_scene_geometry(dataset, bop_frame, rng=self.rng)
+        self._cache = {key: scene}  # one frame at a time is enough
+        return scene
+
+    def _object(self, scene, phrase):
+        candidates = {o.gt_index: self.names.aliases(o.obj_id) for o in scene.objects}
+        return scene.object_by_gt(match_object(phrase, candidates))
+
+    # ---------------------------------------------------------------- answers
+    def grasp_points(self, scene, obj):
+        """(5, 2) pixels of the chosen ground-truth grasp; raise OracleError if none."""
+        from bopask_gen.generator.grasps import top_grasps
+        grasps = top_grasps(scene, obj, self.rng, k=self.grasp_candidates)
+        if not grasps:
+            raise OracleError('the generator finds no collision-free grasp of the object')
+        down = -scene.up_cam
+        for g in grasps:
+            if np.arccos(np.clip(g.T_cam[:3, 2] @ down, -1.0, 1.0)) <= self.max_tilt:
+                return g.keypoints_px
+        return grasps[0].keypoints_px
+
+    def trajectory_points(self, scene, obj_a, obj_b):
+        """(M, 2) pixels of the generator's path from A to B; raise OracleError if none."""
+        from bopask_gen.generator.trajectory import plan_trajectory
+        path = plan_trajectory(scene, obj_a, obj_b, self.rng)
+        if path is None or len(path) < 2:
+            raise OracleError('the generator finds no collision-free path between the objects')
+        return project_points(path, scene.K)
+
+    def answer(self, image_rgb, question, request):
+        """Return the model text answering ``request['task']`` for the request's frame."""
+        with self._lock:
+            frame = request.get('sim_frame')
+            if frame is None:
+                raise OracleError('the oracle needs the simulator frame the image came from')
+            scene = self.scene_for(frame)
+            command = request['command']
+            obj = self._object(scene, command.object_name)
+            if request.get('task') == 'grasp':
+                pts = self.grasp_points(scene, obj)
+            elif request.get('task') == 'trajectory':
+                target = self._object(scene, command.target_name)
+                if target.gt_index == obj.gt_index:
+                    raise OracleError('the object and the target are the same object')
+                pts = self.trajectory_points(scene, obj, target)
+            else:
+                raise OracleError(f'the oracle answers grasp and trajectory questions, not '
+                                  f'{request.get("task")!r}')
+            return format_points(pts, self.coords, scene.width, scene.height)

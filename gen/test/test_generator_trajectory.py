@@ -1,0 +1,109 @@
+"""Trajectory task: OMPL plans on the real frames, checked independently with trimesh."""
+
+import dataclasses
+import itertools
+
+import cv2
+import numpy as np
+import pytest
+import trimesh
+
+from bopask_gen.core.camera import project_points
+from bopask_gen.core.transforms import make_transform
+from bopask_gen.generator.scene import build_scene_geometry, clean_model_mesh
+from bopask_gen.generator.trajectory import GOAL_CLEARANCE, plan_trajectory, rdp
+
+
+@pytest.fixture(scope='module')
+def scenes(ycbv_dataset):
+    frames = [f for f in ycbv_dataset.frames('train_real') if f.im_id == 3]
+    return [build_scene_geometry(ycbv_dataset, f) for f in frames]
+
+
+@pytest.fixture(scope='module')
+def plans(scenes):
+    out = []
+    for scene in scenes:
+        for a, b in itertools.permutations(scene.objects, 2):
+            out.append((scene, a, b, plan_trajectory(scene, a, b, np.random.default_rng(5))))
+    return out
+
+
+def _box_at(obj, centre_cam, shrink=0.002):
+    """A's cuboid (shrunk by ``shrink`` per side) with its centre at ``centre_cam``."""
+    return trimesh.creation.box(extents=obj.info.bbox_size - 2 * shrink,
+                                transform=make_transform(obj.T_m2c[:3, :3], centre_cam))
+
+
+def test_paths_are_found_and_end_on_a_and_above_b(plans):
+    found = [p for p in plans if p[3] is not None]
+    assert len(found) >= 0.8 * len(plans)
+    for scene, a, b, path in found:
+        assert path.ndim == 2 and path.shape[1] == 3 and len(path) >= 2
+        assert np.allclose(path[0], a.centre_cam)
+        end = scene.to_world(path[-1:])[0]
+        assert np.allclose(end[:2], b.centre_world[:2], atol=1e-6)
+        b_top = np.max(scene.height_above_plane(b.mesh_cam.vertices))
+        a_box = scene.to_world(_box_at(a, path[-1], 0.0).vertices)
+        assert np.isclose(a_box[:, 2].min(), b_top + GOAL_CLEARANCE, atol=1e-6)
+        # First point in A's silhouette; last point projects above B (smaller v).
+        u, v = np.round(project_points(path[:1], scene.K)[0]).astype(int)
+        assert cv2.dilate(scene.frame.mask(a.gt_index).astype(np.uint8), np.ones((5, 5)))[v, u]
+        assert project_points(path[-1:], scene.K)[0, 1] < project_points(
+            b.centre_cam[None], scene.K)[0, 1]
+
+
+def test_paths_are_collision_free_under_an_independent_check(plans):
+    for scene, a, b, path in plans:
+        if path is None:
+            continue
+        others = trimesh.collision.CollisionManager()
+        for o in scene.objects:
+            if o.gt_index != a.gt_index:
+                others.add_object(str(o.gt_index),
+                                  clean_model_mesh(scene.dataset, o.obj_id), transform=o.T_m2c)
+        start_contacts = others.in_collision_single(_box_at(a, path[0]), return_names=True)[1]
+        for i, (p, q) in enumerate(zip(path[:-1], path[1:])):
+            n = max(int(np.linalg.norm(q - p) / 0.005), 1)
+            for t in np.linspace(0.0, 1.0, n + 1)[int(i == 0):]:
+                box = _box_at(a, p + t * (q - p))
+                hit, names = others.in_collision_single(box, return_names=True)
+                # Objects touching A where it rests may only be touched on the lift.
+                allowed = start_contacts if i == 0 else set()
+                assert not (names - allowed), (a.obj_id, b.obj_id, i, t, names)
+                low = np.min(scene.height_above_plane(box.vertices))
+                assert low > min(np.min(scene.height_above_plane(
+                    _box_at(a, path[0]).vertices)), 0.0) - 0.005
+            if i == 0 and start_contacts:
+                assert np.allclose(np.cross(q - p, scene.up_cam), 0.0, atol=1e-9)  # lift
+
+
+def test_deterministic_for_a_seed_and_refuses_same_object(scenes, plans):
+    scene, a, b, path = next(p for p in plans if p[3] is not None)
+    again = plan_trajectory(scene, a, b, np.random.default_rng(5))
+    assert np.array_equal(again, path)
+    with pytest.raises(ValueError, match='two different objects'):
+        plan_trajectory(scene, a, a, np.random.default_rng(0))
+
+
+def test_blocked_goal_gives_none(scenes):
+    scene = scenes[0]
+    a, b = scene.objects[0], scene.objects[1]
+    # A copy of A hovering right where A would be placed above B blocks the goal.
+    b_top = np.max(scene.height_above_plane(b.mesh_cam.vertices))
+    hover_world = np.array([b.centre_world[0], b.centre_world[1], b_top + 0.06])
+    shift = scene.to_cam(hover_world[None])[0] - a.centre_cam
+    T = a.T_m2c.copy()
+    T[:3, 3] += shift
+    hover = dataclasses.replace(a, gt_index=99, T_m2c=T, centre_cam=a.centre_cam + shift,
+                                centre_world=hover_world,
+                                mesh_cam=a.mesh_cam.copy().apply_translation(shift))
+    blocked = dataclasses.replace(scene, objects=scene.objects + [hover], cache={})
+    assert plan_trajectory(blocked, a, b, np.random.default_rng(0)) is None
+
+
+def test_rdp_keeps_ends_and_corners_only():
+    line = np.array([[0, 0, 0], [1, 0.001, 0], [2, 0, 0], [2, 1, 0], [2, 2, 0.002]], float)
+    assert np.array_equal(rdp(line, 0.01), line[[0, 2, 4]])
+    assert np.array_equal(rdp(line, 5.0), line[[0, 4]])
+    assert np.array_equal(rdp(line[:2], 0.01), line[:2])

@@ -1,0 +1,119 @@
+"""Back-projection core on a ray-cast scene: a box on a table seen by the configured camera."""
+
+import numpy as np
+import pytest
+
+from bopask_gen.core import gripper
+from bopask_gen.core.camera import intrinsics_from_fovy, project_points
+from bopask_gen.core.transforms import (
+    invert_transform,
+    make_transform,
+    transform_from_xyz_quat_xyzw,
+    transform_points,
+)
+from bopask_ros import ros_common as rc
+from bopask_ros.backprojection import (
+    BackprojectionError,
+    BackprojectionParams,
+    lift_keypoints,
+    target_below,
+)
+
+W, H = 640, 480
+K = intrinsics_from_fovy(58.0, W, H)
+BOX_LO = np.array([0.475, 0.025, 0.0])
+BOX_HI = np.array([0.525, 0.075, 0.10])
+
+
+@pytest.fixture(scope='module')
+def T_bc():
+    p = rc.load_node_parameters(rc.config_path('extrinsics.yaml'), 'backprojection_node')
+    return transform_from_xyz_quat_xyzw(p['extrinsic.translation'],
+                                        p['extrinsic.rotation_xyzw'])
+
+
+def render_depth(T_bc):
+    """Depth along the optical axis of a table z=0 with an axis-aligned box (slab method)."""
+    v, u = np.mgrid[0:H, 0:W]
+    rays_cam = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1],
+                         np.ones_like(u, dtype=float)], axis=-1).reshape(-1, 3)
+    d = rays_cam @ T_bc[:3, :3].T
+    o = T_bc[:3, 3]
+    with np.errstate(divide='ignore', invalid='ignore'):
+        t1, t2 = (BOX_LO - o) / d, (BOX_HI - o) / d
+        t_near = np.max(np.minimum(t1, t2), axis=1)
+        t_far = np.min(np.maximum(t1, t2), axis=1)
+        t_table = -o[2] / d[:, 2]
+    hit_box = (t_near <= t_far) & (t_near > 0)
+    t = np.where(hit_box, t_near, t_table)
+    t[t <= 0] = np.nan
+    # t scales the (x, y, 1) camera ray, so t is the depth along the optical axis.
+    return t.reshape(H, W)
+
+
+def box_grasp_pixels(T_bc, depth_below_top=0.02, width=0.06):
+    y = np.array([0.0, 1.0, 0.0])
+    z = np.array([0.0, 0.0, -1.0])
+    centre = (BOX_LO + BOX_HI) / 2
+    T = make_transform(np.stack([np.cross(y, z), y, z], axis=1),
+                       [centre[0], centre[1], BOX_HI[2] - depth_below_top])
+    kp = gripper.grasp_keypoints(T, width)
+    return project_points(transform_points(invert_transform(T_bc), kp), K), T
+
+
+def test_top_down_grasp_on_a_box(T_bc):
+    depth = render_depth(T_bc)
+    uv, T_true = box_grasp_pixels(T_bc)
+    waypoints = project_points(transform_points(invert_transform(T_bc),
+                                                [[0.5, 0.05, 0.15], [0.6, -0.1, 0.15]]), K)
+    target = lift_keypoints(uv, waypoints, depth, K, T_bc, BackprojectionParams())
+    # TCP under the centre of the top face, grasp_depth (2 cm) below it.
+    np.testing.assert_allclose(target.position, T_true[:3, 3], atol=0.004)
+    np.testing.assert_allclose(target.approach, [0.0, 0.0, -1.0], atol=1e-9)
+    assert abs(target.T_base_tcp[:3, 1] @ [0.0, 1.0, 0.0]) > 0.995   # finger line along y
+    assert 0.05 < target.width < 0.065
+    assert target.waypoints.shape == (2, 3) and target.waypoint_rays.shape == (2, 6)
+    # Each ray starts at the camera and passes through its waypoint's surface point.
+    for ray, p in zip(target.waypoint_rays, target.waypoints):
+        np.testing.assert_allclose(ray[:3], T_bc[:3, 3])
+        along = p - ray[:3]
+        np.testing.assert_allclose(along / np.linalg.norm(along), ray[3:], atol=1e-6)
+
+
+def test_target_point_is_the_object_under_the_goal(T_bc):
+    depth = render_depth(T_bc)
+    goal = project_points(transform_points(invert_transform(T_bc), [[0.5, 0.05, 0.2]]), K)[0]
+    point, found = target_below(goal, depth, K, T_bc)
+    assert found
+    assert np.all(point[:2] > BOX_LO[:2] - 0.01) and np.all(point[:2] < BOX_HI[:2] + 0.01)
+    assert abs(point[2] - BOX_HI[2]) < 0.01
+
+
+def test_no_valid_depth_is_refused(T_bc):
+    depth = render_depth(T_bc)
+    uv, _ = box_grasp_pixels(T_bc)
+    u, v = np.round(uv[0]).astype(int)
+    depth[v - 10:v + 11, u - 10:u + 11] = 0.0
+    with pytest.raises(BackprojectionError, match='no valid depth'):
+        lift_keypoints(uv, uv[:2], depth, K, T_bc)
+
+
+def test_keypoint_outside_the_image_is_refused(T_bc):
+    depth = render_depth(T_bc)
+    uv, _ = box_grasp_pixels(T_bc)
+    bad = uv.copy()
+    bad[3] = [700.0, 10.0]
+    with pytest.raises(BackprojectionError, match='outside the 640x480 image'):
+        lift_keypoints(bad, uv[:2], depth, K, T_bc)
+    with pytest.raises(BackprojectionError, match='waypoint point 1'):
+        lift_keypoints(uv, [[10.0, 10.0], [-5.0, 3.0]], depth, K, T_bc)
+
+
+def test_degenerate_finger_line_is_refused(T_bc):
+    depth = render_depth(T_bc)
+    uv, _ = box_grasp_pixels(T_bc)
+    uv[4] = uv[3]
+    with pytest.raises(BackprojectionError, match='fingertips coincide'):
+        lift_keypoints(uv, uv[:2], depth, K, T_bc)
+    with pytest.raises(BackprojectionError, match='5 keypoints'):
+        lift_keypoints(uv[:4], uv[:2], depth, K, T_bc)

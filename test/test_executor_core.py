@@ -1,0 +1,80 @@
+"""Executor core: workspace refusals, IK with mink on the Panda, the pick-and-place steps."""
+
+import numpy as np
+import pytest
+
+from bopask_gen.core.transforms import make_transform
+from bopask_gen.sim import robot
+from bopask_ros.executor import (
+    check_workspace,
+    ExecutorParams,
+    IKError,
+    place_point,
+    plan_pick_place,
+    ray_at_height,
+    WorkspaceError,
+)
+from bopask_ros.executor_node import MinkIK
+
+
+def top_down(x, y, z, yaw=0.0):
+    fy = np.array([np.cos(yaw), np.sin(yaw), 0.0])
+    fz = np.array([0.0, 0.0, -1.0])
+    return make_transform(np.stack([np.cross(fy, fz), fy, fz], axis=1), [x, y, z])
+
+
+@pytest.fixture(scope='module')
+def ik():
+    return MinkIK()
+
+
+def test_workspace_refusal_names_the_target():
+    params = ExecutorParams()
+    check_workspace([[0.5, 0.0, 0.1]], ['grasp'], params)
+    with pytest.raises(WorkspaceError, match=r'place target \(0.950, 0.000, 0.100\) m is '
+                                             r'outside the workspace box'):
+        check_workspace([[0.5, 0.0, 0.1], [0.95, 0.0, 0.1]], ['grasp', 'place'], params)
+    with pytest.raises(WorkspaceError):
+        check_workspace([[np.nan, 0.0, 0.1]], ['grasp'], params)
+
+
+def test_place_point_stands_off_toward_the_start():
+    p = place_point([0.4, 0.0, 0.05], [0.6, 0.0, 0.1], 0.12)
+    np.testing.assert_allclose(p, [0.48, 0.0, 0.1])
+    np.testing.assert_allclose(ray_at_height([1.0, 0, 0.6, -0.6, 0, -0.8], 0.2),
+                               [0.7, 0.0, 0.2])
+    assert ray_at_height([0, 0, 0.5, 1.0, 0, 0.0], 0.2) is None
+
+
+def test_plan_pick_place_sequence(ik):
+    T = top_down(0.45, -0.1, 0.05, yaw=0.3)
+    waypoints = np.array([[0.45, -0.1, 0.08], [0.5, 0.0, 0.1], [0.55, 0.1, 0.1]])
+    steps = plan_pick_place(T, waypoints, robot.HOME_Q, ik, ExecutorParams(),
+                            target_point=[0.55, 0.12, 0.1], width=0.05)
+    assert [s.name for s in steps] == ['pre-grasp', 'open', 'approach', 'close', 'lift',
+                                       'waypoints', 'place', 'open', 'retreat']
+    assert steps[1].width == pytest.approx(0.07) and steps[3].width == 0.0
+    # The arm ends each Cartesian step at its target (forward kinematics agree).
+    for step in steps:
+        if step.kind == 'arm':
+            T_end = ik.forward(step.positions[-1])
+            np.testing.assert_allclose(T_end[:3, 3], step.targets[-1][:3, 3], atol=2e-3)
+            assert np.all(np.diff(np.concatenate([[0.0], step.times])) > 0)
+    approach = [s for s in steps if s.name == 'approach'][0]
+    grasp_T = ik.forward(approach.positions[-1])
+    np.testing.assert_allclose(grasp_T[:3, 3], T[:3, 3], atol=2e-3)
+    assert grasp_T[:3, 2] @ [0, 0, -1] > 0.999
+
+
+def test_ik_failure_is_refused_before_anything(ik):
+    # Inside the box but 1 m from the shoulder: beyond the Panda's reach.
+    params = ExecutorParams(workspace_max=(1.2, 0.6, 0.8))
+    T = top_down(1.0, 0.5, 0.3)
+    with pytest.raises(IKError, match='IK failed for pre-grasp'):
+        plan_pick_place(T, [[0.5, 0.0, 0.1], [0.5, 0.1, 0.1]], robot.HOME_Q, ik, params)
+
+
+def test_outside_workspace_is_refused_before_ik(ik):
+    T = top_down(0.95, 0.0, 0.05)
+    with pytest.raises(WorkspaceError, match='pre-grasp'):
+        plan_pick_place(T, [[0.5, 0.0, 0.1], [0.5, 0.1, 0.1]], robot.HOME_Q, ik)
