@@ -16,7 +16,7 @@ Geometry, and why:
   ``grasp_depth`` below it at its centroid (and at least ``min_tcp_height`` above the
   table).
 - The approach is top-down in the base frame (the robot grasps from above); the yaw comes from
-  the finger line (left tip minus right tip, both lifted at the centre's depth so a fingertip
+  the finger line (left tip minus right tip, both lifted at the TCP's depth so a fingertip
   over the background does not tilt the line); the opening is that line's length.
 - Waypoints are lifted to the surface they point at, and their viewing rays are kept: the
   generator's waypoints hang in the air (positions of the carried object), so the executor
@@ -34,7 +34,12 @@ import numpy as np
 
 from bopask_gen.core import gripper
 from bopask_gen.core.camera import backproject_pixels, pixels_inside, sample_depth
-from bopask_gen.core.transforms import make_transform, rotate_vectors, transform_points
+from bopask_gen.core.transforms import (
+    invert_transform,
+    make_transform,
+    rotate_vectors,
+    transform_points,
+)
 
 
 class BackprojectionError(ValueError):
@@ -147,7 +152,11 @@ def local_top(centre_uv, surface, depth, depth_m, K, T_base_camera, params):
         if len(pts) == 0:
             return centre
         top = pts[pts[:, 2] >= pts[:, 2].max() - params.top_band]
-        centre = np.array([top[:, 0].mean(), top[:, 1].mean(), float(np.median(top[:, 2]))])
+        new = np.array([top[:, 0].mean(), top[:, 1].mean(), float(np.median(top[:, 2]))])
+        moved = np.linalg.norm(new[:2] - centre[:2])
+        centre = new
+        if moved < 1e-3:
+            break
     return centre
 
 
@@ -170,12 +179,13 @@ def top_down_grasp(grasp_uv, depth_m, K, T_base_camera, params=None):
     z_tcp = max(top[2] - params.grasp_depth, params.table_z + params.min_tcp_height)
     position = np.array([top[0], top[1], z_tcp])
 
-    # Finger line from the two tips lifted at the centre's depth.
+    # Finger line from the two tips lifted at the TCP's depth (the tips are beside the TCP).
     tips_uv = grasp_uv[[3, 4]]
     if np.linalg.norm(tips_uv[0] - tips_uv[1]) < params.min_finger_line_px:
         raise BackprojectionError('grasp fingertips coincide in the image: no finger line')
+    tcp_depth = transform_points(invert_transform(T_base_camera), position[None])[0, 2]
     tips = transform_points(T_base_camera,
-                            backproject_pixels(tips_uv, np.repeat(centre_depth, 2), K))
+                            backproject_pixels(tips_uv, np.repeat(tcp_depth, 2), K))
     line = tips[0] - tips[1]
     horizontal = np.array([line[0], line[1], 0.0])
     if np.linalg.norm(horizontal) < 1e-4:
@@ -208,12 +218,14 @@ def target_below(goal_uv, depth_m, K, T_base_camera, params=None):
         valid = np.isfinite(d) & (d > 0)
         if np.any(valid):
             uv = np.stack([uu[valid], vv[valid]], axis=1).astype(float)
-            pts = transform_points(T_base_camera, backproject_pixels(uv, d[valid], K))
-            high = pts[:, 2] > params.table_z + params.min_object_height
+            cam = backproject_pixels(uv, d[valid], K)
+            # Heights only (one row of the transform), full points for the chosen few.
+            z = cam @ T_base_camera[2, :3] + T_base_camera[2, 3]
+            high = z > params.table_z + params.min_object_height
             if np.any(high):
                 first_row = uv[high, 1].min()
                 sel = high & (uv[:, 1] <= first_row + 2)
-                return np.median(pts[sel], axis=0), True
+                return np.median(transform_points(T_base_camera, cam[sel]), axis=0), True
     pts_cam, _ = lift_pixels(np.asarray(goal_uv, float)[None], depth_m, K, params.depth_window,
                              'goal waypoint')
     return transform_points(T_base_camera, pts_cam)[0], False

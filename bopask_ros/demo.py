@@ -126,7 +126,7 @@ def object_positions(runtime):
 
 def run_episode(graph, client, episode, timeout=120.0, settle_s=1.0):
     """Run one Episode; return a dict with the outcome, timings and images."""
-    from bopask_ros.episodes import judge
+    from bopask_ros.episodes import footprint_radii, judge
     from bopask_ros.sim_node import world_factory
     runtime = graph.runtime
     sim = graph.nodes['sim_node']
@@ -144,17 +144,19 @@ def run_episode(graph, client, episode, timeout=120.0, settle_s=1.0):
     if kind == 'result' and data.get('outcome') == 'done':
         time.sleep(settle_s)
     outcome = judge(start, object_positions(runtime), runtime.max_heights(),
-                    ids.index(episode.obj_id), ids.index(episode.target_id))
+                    ids.index(episode.obj_id), ids.index(episode.target_id),
+                    runtime.call(footprint_radii))
     timing = data.get('timing', {}) if isinstance(data, dict) else {}
     end_frame = runtime.wait_for_frame(after_seq=runtime.latest_frame().seq, timeout=5.0)
     return {
         'command': episode.command, 'seed': episode.seed, 'obj_ids': list(episode.obj_ids),
         'success': outcome.success, 'lifted': outcome.lifted, 'near': outcome.near,
-        'rise_m': outcome.rise, 'distance_m': outcome.distance,
+        'rise_m': outcome.rise, 'distance_m': outcome.distance, 'gap_m': outcome.gap,
         'executor': data.get('outcome') if isinstance(data, dict) else kind,
         'reason': (data.get('reason') if isinstance(data, dict) else data) or '',
         'command_to_trajectory_ms': timing.get('command_to_trajectory_ms'),
         'backprojection_ms': timing.get('backprojection_ms'),
+        'backprojection_cpu_ms': timing.get('backprojection_cpu_ms'),
         'inference_ms': timing.get('inference_ms'),
         'seconds': time.monotonic() - t0,
         'status': client.new_status(mark),
@@ -173,7 +175,8 @@ def summary(results):
     k = sum(1 for r in results if r['success'])
     return {'episodes': n, 'successes': k, 'success_rate': k / n if n else 0.0,
             'median_command_to_trajectory_ms': median('command_to_trajectory_ms'),
-            'median_backprojection_ms': median('backprojection_ms')}
+            'median_backprojection_ms': median('backprojection_ms'),
+            'median_backprojection_cpu_ms': median('backprojection_cpu_ms')}
 
 
 def write_strip(results, path, thumb_width=320):
@@ -236,7 +239,7 @@ def run(args):
             verdict = 'success' if r['success'] else 'FAIL'
             lat = r['command_to_trajectory_ms']
             print(f'episode {i + 1}/{len(episodes)}: {verdict} -- "{r["command"]}" '
-                  f'(lifted {r["rise_m"] * 100:.1f} cm, ends {r["distance_m"] * 100:.1f} cm '
+                  f'(lifted {r["rise_m"] * 100:.1f} cm, ends {r["gap_m"] * 100:.1f} cm '
                   f'from the target; executor: {r["executor"]}'
                   + (f', {r["reason"]}' if r['reason'] else '')
                   + (f'; command->trajectory {lat:.0f} ms' if lat is not None else '') + ')',

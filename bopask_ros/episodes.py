@@ -2,12 +2,12 @@
 
 An episode is a world (seeded) plus a command "pick up the A and put it next to the B".
 Success is judged from the physics, not from the executor's report: A's centre rose at
-least ``LIFT_MIN`` above where it rested, and at the end A's centre is within
-``NEAR_DISTANCE`` (horizontally) of B's centre.
+least ``LIFT_MIN`` above where it rested, and at the end A stands next to B: the horizontal
+gap between their footprints (centre distance minus both footprint radii, the largest
+horizontal extent of each posed mesh from its centre) is at most ``NEAR_GAP``.
 
 Random episodes draw A from ``PICKABLE``: YCB-V objects a Franka hand (8 cm opening) can
-hold from above in some resting pose. Objects wider than the hand everywhere (master chef
-can, pitcher, bowl, wood block) and flat/thin ones (scissors, clamps, marker) are targets only.
+hold from above as they rest in the simulator. The others are targets only.
 """
 
 from dataclasses import dataclass
@@ -16,11 +16,12 @@ import numpy as np
 
 LIFT_MIN = 0.05
 '''Metres the object's centre must rise during the episode to count as lifted.'''
-NEAR_DISTANCE = 0.20
-'''Metres (horizontal, centre to centre) within which the object is 'next to' the target.'''
-PICKABLE = (3, 4, 5, 6, 7, 8, 9, 12, 14, 21)
-'''YCB-V ids the random episodes pick up (sugar box, tomato soup can, mustard bottle, tuna
-can, pudding box, gelatin box, potted meat can, bleach cleanser, mug, foam brick).'''
+NEAR_GAP = 0.10
+'''Metres between the two footprints within which the object is 'next to' the target.'''
+PICKABLE = (3, 4, 5, 9, 12, 21)
+'''YCB-V ids the random episodes pick up (sugar box, tomato soup can, mustard bottle, potted
+meat can, bleach cleanser, foam brick). The tuna can and the gelatin and pudding boxes rest
+flat and are wider than the open hand; the generator finds no grasp of the mug's body.'''
 DEMO_EPISODES = (
     # (seed, obj_ids, command)
     (11, (4, 5, 21, 3), 'pick up the mustard bottle and put it next to the soup can'),
@@ -49,7 +50,7 @@ class Outcome:
     near: bool
     rise: float
     distance: float
-    start_distance: float
+    gap: float
 
     @property
     def success(self):
@@ -57,16 +58,27 @@ class Outcome:
         return self.lifted and self.near
 
 
-def judge(start_positions, end_positions, max_heights, obj_index, target_index,
-          lift_min=LIFT_MIN, near=NEAR_DISTANCE):
-    """Judge an episode from object centre positions (N, 3) and max heights (N,)."""
+def judge(start_positions, end_positions, max_heights, obj_index, target_index, radii,
+          lift_min=LIFT_MIN, near_gap=NEAR_GAP):
+    """Judge an episode from object centres (N, 3), max heights (N,) and footprint radii (N,)."""
     start = np.asarray(start_positions, dtype=float)
     end = np.asarray(end_positions, dtype=float)
     rise = float(np.asarray(max_heights, dtype=float)[obj_index] - start[obj_index, 2])
     dist = float(np.linalg.norm(end[obj_index, :2] - end[target_index, :2]))
-    start_dist = float(np.linalg.norm(start[obj_index, :2] - start[target_index, :2]))
-    return Outcome(lifted=rise >= lift_min, near=dist <= near, rise=rise, distance=dist,
-                   start_distance=start_dist)
+    gap = dist - float(radii[obj_index]) - float(radii[target_index])
+    return Outcome(lifted=rise >= lift_min, near=gap <= near_gap, rise=rise, distance=dist,
+                   gap=gap)
+
+
+def footprint_radii(world):
+    """(N,) largest horizontal distance of each posed object mesh from its centre, metres."""
+    from bopask_gen.core.transforms import transform_points
+    out = []
+    for obj in world.objects:
+        T = world.object_pose(obj.index)
+        v = transform_points(T, obj.mesh.vertices)
+        out.append(float(np.max(np.linalg.norm(v[:, :2] - T[:2, 3], axis=1))))
+    return np.array(out)
 
 
 def random_episode(rng, names, n_objects=(3, 5)):

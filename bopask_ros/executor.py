@@ -43,12 +43,12 @@ class ExecutorParams:
     place_standoff: float = 0.12
     place_clearance: float = 0.01
     retreat_offset: float = 0.12
-    cartesian_step: float = 0.02
+    cartesian_step: float = 0.03
     max_joint_jump: float = 0.5
     max_joint_speed: float = 0.8
     min_segment_time: float = 0.3
     open_width: float = gripper.MAX_OPENING
-    open_margin: float = 0.01
+    open_margin: float = 0.015
     close_width: float = 0.0
 
 
@@ -131,11 +131,14 @@ def cartesian_targets(T_grasp, waypoints, params, target_point=None, waypoint_ra
     # Skip the first waypoint (the object being held) and the last (over the target). The
     # waypoints are positions in the air: the carry pose is where a waypoint's viewing ray
     # crosses the carrying height (its surface point is only a fallback without rays).
+    # A crossing outside the workspace box (a ray too shallow to meet the carrying height
+    # nearby) falls back to the surface point lifted to the carrying height.
+    lo, hi = np.asarray(params.workspace_min, float), np.asarray(params.workspace_max, float)
     for i in range(1, len(waypoints) - 1):
         p = None
         if waypoint_rays is not None and len(waypoint_rays) == len(waypoints):
             p = ray_at_height(waypoint_rays[i], lift_z)
-        if p is None:
+        if p is None or np.any(p < lo) or np.any(p > hi):
             p = waypoints[i].copy()
             p[2] = max(lift_z, p[2] + hold_offset + params.carry_clearance)
         carry.append(make_transform(T_grasp[:3, :3], p))
@@ -244,7 +247,7 @@ def _solve_steps(targets, q_start, ik, params, width=None):
             dense = []
             for T in poses:
                 if T_prev is not None and name == 'waypoints':
-                    dense.extend(interpolate_line(T_prev, T, 4 * params.cartesian_step))
+                    dense.extend(interpolate_line(T_prev, T, 2 * params.cartesian_step))
                 else:
                     dense.append(T)
                 T_prev = T

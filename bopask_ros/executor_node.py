@@ -14,8 +14,11 @@ Publishes ``/bopask/status`` (one line per step, every refusal with its reason),
 ``/bopask/busy`` (std_msgs/Bool, transient local: the vlm node rejects commands while True)
 and ``/bopask/executor/result`` (JSON per command: outcome, reason, latency figures).
 
-Backends: ``ik`` (mink IK on the Panda model, ``bopask_gen.sim.ik``) and ``moveit``
-(moveit_py; only on a ROS install where it is importable).
+Backends: ``ik`` (mink IK on the Panda model, ``bopask_gen.sim.ik``; trajectories go to the
+controller topic) and ``moveit`` (moveit_py, only where it is importable: the same up-front
+workspace and IK checks, then MoveIt plans a collision-aware motion to each step's IK goal
+and executes it through its controllers; gripper steps still go to the gripper topic).
+The moveit path cannot run on the pip-only install and is untested here.
 """
 
 import json
@@ -35,6 +38,7 @@ RESULT_TOPIC = '/bopask/executor/result'
 
 DEFAULTS = {
     'backend': 'ik',
+    'moveit_group': 'panda_arm',
     'base_frame': 'panda_link0',
     'controller_topic': rc.ARM_TRAJECTORY_TOPIC,
     'gripper_topic': rc.GRIPPER_TOPIC,
@@ -48,12 +52,12 @@ DEFAULTS = {
     'place_standoff': 0.12,
     'place_clearance': 0.01,
     'retreat_offset': 0.12,
-    'cartesian_step': 0.02,
+    'cartesian_step': 0.03,
     'max_joint_speed': 0.8,
     'max_joint_jump': 0.5,
     'joint_tolerance': 0.03,
     'stall_tolerance': 0.15,
-    'open_margin': 0.01,
+    'open_margin': 0.015,
     'step_timeout_s': 5.0,
     'gripper_timeout_s': 5.0,
     'gripper_settle_s': 0.3,
@@ -89,11 +93,11 @@ class ExecutorNode(Node):
                                         for k, v in self.p.items()
                                         if k in ExecutorParams.__dataclass_fields__})
         self.status = rc.StatusPublisher(self, 'executor')
-        if self.p['backend'] == 'ik':
+        self._moveit = None
+        if self.p['backend'] in ('ik', 'moveit'):
             self.ik = MinkIK()
-        elif self.p['backend'] == 'moveit':
-            self.ik = None
-            self._moveit = self._make_moveit()
+            if self.p['backend'] == 'moveit':
+                self._moveit = self._make_moveit()
         else:
             raise ValueError(f'executor backend {self.p["backend"]!r}: use ik or moveit')
         self._joint_state = None
@@ -120,6 +124,21 @@ class ExecutorNode(Node):
             raise RuntimeError('executor backend moveit needs moveit_py (a ROS 2 install with '
                                'MoveIt); use backend ik without it') from exc
         return MoveItPy(node_name='bopask_moveit')
+
+    def _moveit_step(self, step):
+        """Plan with MoveIt to the step's final IK configuration and execute it."""
+        from moveit.core.robot_state import RobotState
+        group = self.p['moveit_group']
+        arm = self._moveit.get_planning_component(group)
+        goal = RobotState(self._moveit.get_robot_model())
+        goal.set_joint_group_positions(group, np.asarray(step.positions[-1], dtype=float))
+        goal.update()
+        arm.set_start_state_to_current_state()
+        arm.set_goal_state(robot_state=goal)
+        plan = arm.plan()
+        if not plan:
+            raise RuntimeError(f'MoveIt found no collision-free plan for {step.name}')
+        self._moveit.execute(plan.trajectory, controllers=[])
 
     # ------------------------------------------------------------------ inputs
     def on_joint_state(self, msg):
@@ -163,6 +182,7 @@ class ExecutorNode(Node):
 
     def on_request(self, msg):
         """Plan a pick and place; refuse or start executing it on a worker thread."""
+        received = rc.wall_time()
         try:
             req = json.loads(msg.data)
             command_id = req.get('command_id')
@@ -201,9 +221,6 @@ class ExecutorNode(Node):
         self._set_busy(True)
         t0 = time.perf_counter()
         try:
-            if self.ik is None:
-                raise IKError('the moveit backend plans per step; not implemented in this '
-                              'pip-only build')
             steps = plan_pick_place(T_grasp, waypoints, q0, self.ik, self.params, target_point,
                                     rays, width)
         except (WorkspaceError, IKError) as exc:
@@ -215,6 +232,7 @@ class ExecutorNode(Node):
         plan_ms = (time.perf_counter() - t0) * 1000.0
         self.status(f'command {command_id}: planned {len(steps)} steps '
                     f'({", ".join(s.name for s in steps)}) in {plan_ms:.1f} ms')
+        req.setdefault('timing', {})['request_received'] = received
         self._worker = threading.Thread(target=self._execute, args=(req, steps, plan_ms),
                                         daemon=True)
         self._worker.start()
@@ -292,6 +310,11 @@ class ExecutorNode(Node):
                                 f'gripper to {step.width * 100:.1f} cm')
                     if not self._wait_gripper(step.width):
                         raise RuntimeError(f'gripper did not reach {step.width:.3f} m')
+                    continue
+                if self._moveit is not None:
+                    self.status(f'command {command_id}: step {i + 1}/{len(steps)} {step.name} '
+                                f'via MoveIt')
+                    self._moveit_step(step)
                     continue
                 self._send_arm(step)
                 if 'command_to_trajectory_ms' not in timing and 'command_time' in timing:

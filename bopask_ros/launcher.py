@@ -6,6 +6,8 @@ Starts the nodes of ``launch/pick_place.launch.py`` with the same YAML files in 
 ``model_path:=DIR``, ``executor_backend:=ik|moveit``, ``config:=FILE``, ``sim:=true|false``,
 and ``NODE.PARAM:=value`` for any node parameter (e.g. ``sim_node.seed:=4``).
 
+Options go before the launch name (``bopask launch --duration 60 pick_place ...``).
+
 Example::
 
     bopask launch pick_place sim_node.real_time_factor:=2.0 &

@@ -176,6 +176,7 @@ class VlmNode(Node):
             'timing': {'command_time': command_time, 'inference_ms': answer.inference_ms},
         }
         from std_msgs.msg import String
+        payload['timing']['keypoints_sent'] = rc.wall_time()
         self.keypoints_pub.publish(String(data=rc.dumps(payload)))
         self.status(f'command {command_id}: {self.backend.name} answered in '
                     f'{answer.inference_ms:.0f} ms: grasp {answer.texts["grasp"]}, '

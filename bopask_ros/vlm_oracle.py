@@ -8,8 +8,9 @@ written with ``core.answer_format.format_points`` and the vlm node parses them w
 ``parse_points`` as a real model's output. So it tests everything but the model; logs and
 status lines name it ``oracle``.
 
-Grasp choice: the best-ranked collision-free grasp whose approach is within
-``max_tilt_deg`` of straight down (the robot grasps from above), else the best one.
+Grasp choice: among the generator's top collision-free grasps, the one whose approach is
+nearest straight down (the robot grasps from above; ties keep the generator's ranking),
+provided it is within ``max_tilt_deg``; else the generator's best one.
 """
 
 import itertools
@@ -125,10 +126,10 @@ class OracleBackend:
         if not grasps:
             raise OracleError('the generator finds no collision-free grasp of the object')
         down = -scene.up_cam
-        for g in grasps:
-            if np.arccos(np.clip(g.T_cam[:3, 2] @ down, -1.0, 1.0)) <= self.max_tilt:
-                return g.keypoints_px
-        return grasps[0].keypoints_px
+        tilts = [np.arccos(np.clip(g.T_cam[:3, 2] @ down, -1.0, 1.0)) for g in grasps]
+        best = int(np.argmin(np.round(tilts, 3)))   # first of the least tilted
+        return grasps[best].keypoints_px if tilts[best] <= self.max_tilt else \
+            grasps[0].keypoints_px
 
     def trajectory_points(self, scene, obj_a, obj_b):
         """(M, 2) pixels of the generator's path from A to B; raise OracleError if none."""

@@ -250,11 +250,19 @@ def test_compose_launch_arguments_are_declared_by_the_launch_file(compose):
     launch = REPO / 'launch' / 'pick_place.launch.py'
     assert launch.is_file(), f'{launch} is missing'
     tree = ast.parse(launch.read_text())
-    declared = {n.args[0].value for n in ast.walk(tree)
-                if isinstance(n, ast.Call) and getattr(n.func, 'id', getattr(n.func, 'attr', ''))
-                == 'DeclareLaunchArgument' and n.args and isinstance(n.args[0], ast.Constant)}
+    declared = {}  # name -> allowed values when the description lists them as 'a | b (c)'
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Call) and getattr(n.func, 'id', getattr(n.func, 'attr', '')) \
+                == 'DeclareLaunchArgument' and n.args and isinstance(n.args[0], ast.Constant):
+            description = next((k.value.value for k in n.keywords if k.arg == 'description'
+                                and isinstance(k.value, ast.Constant)), '')
+            choices = [c.split()[0] for c in description.split('|') if c.strip()]
+            declared[n.args[0].value] = set(choices) if '|' in description else None
     command = compose['services']['bopask']['command']
     assert command[:4] == ['ros2', 'launch', 'bopask_ros', 'pick_place.launch.py']
     for item in command[4:]:
-        name = item.split(':=')[0]
+        name, _, value = item.partition(':=')
         assert name in declared, f'compose passes {name}:=, not declared by {launch.name}'
+        if declared[name] is not None and '$' not in value:
+            assert value in declared[name], (
+                f'compose passes {name}:={value}; {launch.name} documents {declared[name]}')

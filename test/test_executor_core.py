@@ -53,7 +53,7 @@ def test_plan_pick_place_sequence(ik):
                             target_point=[0.55, 0.12, 0.1], width=0.05)
     assert [s.name for s in steps] == ['pre-grasp', 'open', 'approach', 'close', 'lift',
                                        'waypoints', 'place', 'open', 'retreat']
-    assert steps[1].width == pytest.approx(0.07) and steps[3].width == 0.0
+    assert steps[1].width == pytest.approx(0.08) and steps[3].width == 0.0
     # The arm ends each Cartesian step at its target (forward kinematics agree).
     for step in steps:
         if step.kind == 'arm':

@@ -10,12 +10,17 @@ Two levels:
   it reads is declared.
 - On a ROS 2 install (``launch`` and ``launch_ros`` importable): the launch file is started
   with ``launch.LaunchService`` (the engine under launch_testing) with the simulator and
-  oracle backends, and the test waits until every node it launches is on the ROS graph and
-  none has exited with an error.
+  oracle backends, and the test waits until the graph's topics have their publishers and
+  subscribers (camera, joint states, keypoints, grasp requests, trajectories, commands) and
+  no process has ended.
 """
 
 import ast
+import os
 from pathlib import Path
+import re
+import shutil
+import subprocess
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -46,8 +51,14 @@ def call_name(call):
     return func.attr if isinstance(func, ast.Attribute) else getattr(func, 'id', None)
 
 
+# Module-level ``NAME = 'literal'`` assignments of the launch file (e.g. PACKAGE).
+CONSTANTS = {}
+
+
 def literal(node):
-    """The value of a constant expression, or None when it is computed at launch time."""
+    """The value of a constant expression (or of a module-level constant), else None."""
+    if isinstance(node, ast.Name) and node.id in CONSTANTS:
+        return CONSTANTS[node.id]
     try:
         return ast.literal_eval(node)
     except ValueError:
@@ -63,7 +74,16 @@ def launch_tree():
     assert LAUNCH_FILE.is_file(), f'{LAUNCH_FILE} is missing'
     source = LAUNCH_FILE.read_text()
     compile(source, str(LAUNCH_FILE), 'exec')  # valid Python, not only a valid AST
-    return ast.parse(source, filename=str(LAUNCH_FILE))
+    tree = ast.parse(source, filename=str(LAUNCH_FILE))
+    CONSTANTS.clear()
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 \
+                and isinstance(node.targets[0], ast.Name):
+            try:
+                CONSTANTS[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                pass
+    return tree
 
 
 def calls(tree, *names):
@@ -85,15 +105,44 @@ def declared_dependencies():
     return {e.text.strip() for e in root if e.tag.endswith('depend') and e.text}
 
 
-def bopask_ros_executables():
-    """``ros2 run bopask_ros`` names: NODE_MODULES whose module defines ``main``."""
-    names = {'bopask'}
-    for module in setup_py_tuple(REPO / 'setup.py', 'NODE_MODULES'):
-        path = REPO / 'bopask_ros' / f'{module}.py'
+def console_script_modules():
+    """``{name: module}`` of the literal console_scripts in setup.py plus NODE_MODULES."""
+    tree = ast.parse((REPO / 'setup.py').read_text())
+    out = {name: f'bopask_ros.{name}' for name in setup_py_tuple(REPO / 'setup.py',
+                                                                  'NODE_MODULES')}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                and re.fullmatch(r'\s*[\w.-]+\s*=\s*[\w.]+:main\s*', node.value):
+            name, module = (part.strip() for part in node.value.split('='))
+            out[name] = module.split(':')[0]
+    return out
+
+
+@pytest.fixture(scope='module')
+def bopask_ros_executables(tmp_path_factory):
+    """``ros2 run bopask_ros`` names: what colcon installs into lib/bopask_ros.
+
+    Without colcon: the console scripts of setup.py whose module defines ``main``.
+    """
+    colcon = shutil.which('colcon')
+    if colcon is not None:
+        ws = tmp_path_factory.mktemp('launch_ws')
+        env = {k: v for k, v in os.environ.items() if k not in ('PYTHONHOME', 'PYTHONPATH')}
+        proc = subprocess.run(
+            [colcon, '--log-base', str(ws / 'log'), 'build', '--base-paths', str(REPO),
+             str(REPO / 'gen'), '--build-base', str(ws / 'build'),
+             '--install-base', str(ws / 'install'), '--event-handlers', 'console_direct-'],
+            cwd=ws, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        lib = ws / 'install' / 'bopask_ros' / 'lib' / 'bopask_ros'
+        return {p.name for p in lib.iterdir() if os.access(p, os.X_OK)}
+    names = set()
+    for name, module in console_script_modules().items():
+        path = REPO / Path(*module.split('.')).with_suffix('.py')
         if path.is_file():
             tree = ast.parse(path.read_text())
             if any(isinstance(n, ast.FunctionDef) and n.name == 'main' for n in tree.body):
-                names.add(module)
+                names.add(name)
     return names
 
 
@@ -103,8 +152,8 @@ def test_launch_file_defines_generate_launch_description(launch_tree):
     assert node_actions(launch_tree), 'the launch file starts no Node'
 
 
-def test_every_node_is_an_installed_executable(launch_tree):
-    ours = bopask_ros_executables()
+def test_every_node_is_an_installed_executable(launch_tree, bopask_ros_executables):
+    ours = bopask_ros_executables
     gen = set(setup_py_tuple(REPO / 'gen' / 'setup.py', 'ROS_RUN_COMMANDS'))
     deps = declared_dependencies()
     for package, executable, call in node_actions(launch_tree):
@@ -114,7 +163,7 @@ def test_every_node_is_an_installed_executable(launch_tree):
         if package == 'bopask_ros':
             assert executable in ours, (
                 f'{where}: executable {executable!r} is not installed by bopask_ros '
-                f'(setup.py NODE_MODULES with a main(): {sorted(ours)})')
+                f'(installed: {sorted(ours)})')
         elif package == 'bopask_gen':
             assert executable in gen, f'{where}: bopask_gen has no executable {executable!r}'
         else:
@@ -170,12 +219,16 @@ def test_launch_file_starts_the_graph(launch_tree):
     from launch.launch_description_sources import PythonLaunchDescriptionSource
     import rclpy
 
+    from bopask_ros import ros_common as rc
     from launch import LaunchDescription, LaunchService
 
     declared = {literal(c.args[0]) for c in calls(launch_tree, 'DeclareLaunchArgument')}
     arguments = {k: v for k, v in OFFLINE_ARGUMENTS.items() if k in declared}
-    expected = {literal(keyword(c, 'name')) for _, _, c in node_actions(launch_tree)
-                if keyword(c, 'name') is not None} - {None}
+    # The graph, whatever its processes and node names: who publishes / subscribes what.
+    publishers = (rc.COLOR_TOPIC, rc.DEPTH_TOPIC, rc.INFO_TOPIC, rc.JOINT_STATES_TOPIC,
+                  rc.STATUS_TOPIC, rc.KEYPOINTS_TOPIC, rc.GRASP_REQUEST_TOPIC,
+                  rc.ARM_TRAJECTORY_TOPIC)
+    subscribers = (rc.COMMAND_TOPIC, rc.ARM_TRAJECTORY_TOPIC, rc.GRASP_REQUEST_TOPIC)
     exits = []        # processes that ended before the test stopped the launch
     stopping = threading.Event()
 
@@ -190,16 +243,20 @@ def test_launch_file_starts_the_graph(launch_tree):
     ])
     service = LaunchService()
     service.include_launch_description(ld)
-    seen = set()
+    missing = {}
 
     def watch():
         rclpy.init()
         node = rclpy.create_node('bopask_launch_file_test')
         try:
             deadline = time.monotonic() + 90.0
-            while time.monotonic() < deadline and not (expected <= seen):
-                seen.update(name for name, _ in node.get_node_names_and_namespaces())
-                if exits:
+            while time.monotonic() < deadline and not exits:
+                missing.clear()
+                missing.update({t: 'publisher' for t in publishers
+                                if node.count_publishers(t) == 0})
+                missing.update({t: 'subscriber' for t in subscribers
+                                if node.count_subscribers(t) == 0})
+                if not missing:
                     break
                 time.sleep(0.5)
         finally:
@@ -210,8 +267,8 @@ def test_launch_file_starts_the_graph(launch_tree):
 
     watcher = threading.Thread(target=watch)
     watcher.start()
-    rc = service.run()  # the main thread: launch installs its signal handlers here
+    rc_launch = service.run()  # the main thread: launch installs its signal handlers here
     watcher.join()
-    assert expected <= seen, f'nodes never on the graph: {sorted(expected - seen)}'
     assert not exits, f'processes ended while the graph should be running: {exits}'
-    assert rc == 0
+    assert not missing, f'never on the graph after 90 s: {missing}'
+    assert rc_launch == 0

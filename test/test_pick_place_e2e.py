@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from bopask_gen.generator.names import load_name_table
-from bopask_ros.episodes import demo_episodes, judge, LIFT_MIN, NEAR_DISTANCE
+from bopask_ros.episodes import demo_episodes, footprint_radii, judge, LIFT_MIN, NEAR_GAP
 
 DOMAIN_ID = 20 + (os.getpid() + 35) % 70
 
@@ -61,9 +61,10 @@ def test_language_command_moves_the_named_object_next_to_the_target(sim_graph):
 
     # Judged in physics, from the simulator's object poses.
     outcome = judge(start, object_positions(runtime), runtime.max_heights(),
-                    ids.index(episode.obj_id), ids.index(episode.target_id))
+                    ids.index(episode.obj_id), ids.index(episode.target_id),
+                    runtime.call(footprint_radii))
     assert outcome.rise >= LIFT_MIN, outcome
-    assert outcome.distance <= NEAR_DISTANCE, outcome
+    assert outcome.gap <= NEAR_GAP, outcome
     assert outcome.success
     # Only the mustard bottle moved.
     others = [i for i in range(len(ids)) if i != ids.index(episode.obj_id)]

@@ -1,5 +1,7 @@
-"""The transformers backend on a tiny Qwen2.5-VL built locally (no download), and the refusal
-of its (untrained, so unparseable) answer by the vlm core."""
+"""The transformers backend on a tiny Qwen2.5-VL built locally (no download).
+
+An untrained model's answer is not a grasp: the vlm core refuses it.
+"""
 
 import numpy as np
 import pytest

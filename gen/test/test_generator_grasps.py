@@ -95,8 +95,15 @@ def test_top_grasps_are_free_under_an_independent_check(scenes, top):
                 for box in _hand_meshes(g, g.width, 0.0015):
                     assert not others.in_collision_single(box), (gt, g.score)
                 # Own object: the hand opened for the approach.
-                for box in _hand_meshes(g, g.width + 2 * gr.CLEARANCE, 0.0015):
+                opened = min(g.width + 2 * gr.CLEARANCE, gripper.MAX_OPENING)
+                for box in _hand_meshes(g, opened, 0.0015):
                     assert not own.in_collision_single(box), (gt, g.score)
+                # The straight approach (pre-grasp poses backed off along -z) is free too.
+                for d in gr.APPROACH_CHECKS:
+                    back = gr.Grasp(**{**g.__dict__, 'T_cam': g.T_cam.copy()})
+                    back.T_cam[:3, 3] -= d * g.T_cam[:3, 2]
+                    for box in _hand_meshes(back, opened, 0.0015):
+                        assert not others.in_collision_single(box), (gt, g.score, d)
                 # Table: every hand corner above the plane.
                 corners = gr.hand_corners_cam(g)
                 assert np.min(scene.height_above_plane(corners)) >= -gr.TABLE_MARGIN

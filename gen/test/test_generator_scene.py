@@ -79,11 +79,12 @@ def test_inconsistent_plane_is_refitted_or_replaced(scenes):
     assert plane @ scene.plane_cam > 0.99
 
 
-def test_wall_only_depth_falls_back_with_a_warning(scenes, ycbv_dataset, monkeypatch):
+@pytest.mark.parametrize('kind', ['wall', 'no_depth'])
+def test_wall_only_depth_falls_back_with_a_warning(scenes, ycbv_dataset, monkeypatch, kind):
     frame = dataclasses.replace(scenes[0].frame)
-    zc = float(np.mean([o.centre_cam[2] for o in scenes[0].objects]))
+    zc = float(np.mean([o.centre_cam[2] for o in scenes[0].objects])) if kind == 'wall' else 0
     wall = np.full((scenes[0].height, scenes[0].width), zc, dtype=np.float32)
-    monkeypatch.setattr(frame, 'depth_m', lambda: wall)  # synthetic input: a wall only
+    monkeypatch.setattr(frame, 'depth_m', lambda: wall)  # synthetic input: a wall / no depth
     with pytest.warns(UserWarning, match='fallback-dataset-world-z'):
         scene = build_scene_geometry(ycbv_dataset, frame, np.random.default_rng(0))
     assert scene.plane_source == 'fallback-dataset-world-z'

@@ -11,7 +11,12 @@ import trimesh
 from bopask_gen.core.camera import project_points
 from bopask_gen.core.transforms import make_transform
 from bopask_gen.generator.scene import build_scene_geometry, clean_model_mesh
-from bopask_gen.generator.trajectory import GOAL_CLEARANCE, plan_trajectory, rdp
+from bopask_gen.generator.trajectory import (
+    GOAL_CLEARANCE,
+    plan_trajectory,
+    rdp,
+    waypoints_clear_of_other_objects,
+)
 
 
 @pytest.fixture(scope='module')
@@ -35,22 +40,27 @@ def _box_at(obj, centre_cam, shrink=0.002):
                                 transform=make_transform(obj.T_m2c[:3, :3], centre_cam))
 
 
-def test_paths_are_found_and_end_on_a_and_above_b(plans):
+def test_paths_are_found_start_on_a_and_end_on_b(plans):
     found = [p for p in plans if p[3] is not None]
-    assert len(found) >= 0.8 * len(plans)
+    # Some pairs have no path whose waypoints stay off other objects in the image (e.g. the
+    # hover point above B projects onto an object behind B); those give no question.
+    assert len(found) >= 0.6 * len(plans)
     for scene, a, b, path in found:
-        assert path.ndim == 2 and path.shape[1] == 3 and len(path) >= 2
+        assert path.ndim == 2 and path.shape[1] == 3 and len(path) >= 3
+        assert waypoints_clear_of_other_objects(scene, path, a, b)
         assert np.allclose(path[0], a.centre_cam)
-        end = scene.to_world(path[-1:])[0]
+        hover, end = scene.to_world(path[-2:])
+        assert np.allclose(hover[:2], b.centre_world[:2], atol=1e-6)
         assert np.allclose(end[:2], b.centre_world[:2], atol=1e-6)
         b_top = np.max(scene.height_above_plane(b.mesh_cam.vertices))
-        a_box = scene.to_world(_box_at(a, path[-1], 0.0).vertices)
+        assert np.isclose(end[2], b_top, atol=1e-6)
+        a_box = scene.to_world(_box_at(a, path[-2], 0.0).vertices)
         assert np.isclose(a_box[:, 2].min(), b_top + GOAL_CLEARANCE, atol=1e-6)
-        # First point in A's silhouette; last point projects above B (smaller v).
-        u, v = np.round(project_points(path[:1], scene.K)[0]).astype(int)
-        assert cv2.dilate(scene.frame.mask(a.gt_index).astype(np.uint8), np.ones((5, 5)))[v, u]
-        assert project_points(path[-1:], scene.K)[0, 1] < project_points(
-            b.centre_cam[None], scene.K)[0, 1]
+        # First point in A's silhouette, last point in B's (what the evaluator checks).
+        for point, obj in ((path[0], a), (path[-1], b)):
+            u, v = np.round(project_points(point[None], scene.K)[0]).astype(int)
+            mask = scene.frame.mask(obj.gt_index).astype(np.uint8)
+            assert cv2.dilate(mask, np.ones((5, 5)))[v, u], (a.obj_id, b.obj_id)
 
 
 def test_paths_are_collision_free_under_an_independent_check(plans):
@@ -63,7 +73,8 @@ def test_paths_are_collision_free_under_an_independent_check(plans):
                 others.add_object(str(o.gt_index),
                                   clean_model_mesh(scene.dataset, o.obj_id), transform=o.T_m2c)
         start_contacts = others.in_collision_single(_box_at(a, path[0]), return_names=True)[1]
-        for i, (p, q) in enumerate(zip(path[:-1], path[1:])):
+        # The last segment delivers A onto B by definition; the rest must be free.
+        for i, (p, q) in enumerate(zip(path[:-2], path[1:-1])):
             n = max(int(np.linalg.norm(q - p) / 0.005), 1)
             for t in np.linspace(0.0, 1.0, n + 1)[int(i == 0):]:
                 box = _box_at(a, p + t * (q - p))

@@ -153,6 +153,7 @@ class BopSceneWriter:
         for sub in ('rgb', 'depth', 'mask', 'mask_visib'):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         self.depth_scale = float(depth_scale)
+        self.max_depth_m = np.iinfo(np.uint16).max * self.depth_scale / M_TO_MM
         self.scene_camera, self.scene_gt, self.scene_gt_info = {}, {}, {}
 
     def add_frame(self, im_id, rgb, depth_m, K, T_world_camera, instances):

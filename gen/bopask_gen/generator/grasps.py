@@ -40,8 +40,11 @@ from bopask_gen.generator.scene import clean_model_mesh, collision_model_mesh
 
 # Half angle of the friction cone used for antipodality (mu ~ 0.27).
 FRICTION_CONE = np.deg2rad(15.0)
-# Extra opening on each side while approaching, metres.
-CLEARANCE = 0.005
+# Extra opening on each side while approaching, metres (the hand opens to
+# min(width + 2 * CLEARANCE, MAX_OPENING), as sim.pick does with its 2 cm margin).
+CLEARANCE = 0.01
+# Least opening margin per side: wider objects do not fit the hand, metres.
+MIN_CLEARANCE = 0.005
 # Distance from the contact line to the fingertips along the approach, metres.
 TCP_DEPTH = 0.012
 # Thinner contact pairs are surface noise, metres (mug walls are ~4 mm).
@@ -107,7 +110,7 @@ def sample_antipodal_pairs(mesh, raycaster, rng, n_points):
     hit = raycaster.cast_rays(rays)
     t = hit['t_hit'].numpy().astype(float)
     prim = hit['primitive_ids'].numpy().astype(np.int64)
-    ok = np.isfinite(t) & (t >= MIN_WIDTH) & (t <= gripper.MAX_OPENING - 2 * CLEARANCE)
+    ok = np.isfinite(t) & (t >= MIN_WIDTH) & (t <= gripper.MAX_OPENING - 2 * MIN_CLEARANCE)
     prim = np.where(ok, prim, 0)
     cos_p = np.sum(-normals * d, axis=1)
     cos_q = np.sum(mesh.face_normals[prim] * d, axis=1)
@@ -175,7 +178,7 @@ def palm_hits_own_object_batch(scene, obj, T_cam):
     T_cam = np.asarray(T_cam, dtype=float).reshape(-1, 4, 4)
     local = np.matmul(pts[None] - T_cam[:, None, :3, 3], T_cam[:, :3, :3])  # (N, P, 3)
     local[..., 2] += gripper.FINGER_LENGTH + gripper.PALM_SIZE[2] / 2.0
-    half = np.array(gripper.PALM_SIZE) / 2.0 + CLEARANCE
+    half = np.array(gripper.PALM_SIZE) / 2.0 + MIN_CLEARANCE
     return np.any(np.all(np.abs(local) < half, axis=2), axis=1)
 
 

@@ -5,11 +5,14 @@ RANSAC (open3d ``segment_plane``) on the depth point cloud around the objects, o
 plane below the objects' mean centre, x = camera x projected onto the plane (world +x is
 "right" in the image) and y = z cross x (away from the camera = "behind").
 
-The fitted plane is checked against the ground-truth objects: no object may sink into it
-and at least one must rest on it. An inconsistent plane (a wall, a box top, a shelf) is
-refitted on the remaining points; if no consistent plane is found a plane through the lowest
-GT object points is used (normal from the dataset's world frame when present, else the
-camera's up direction) and a warning is issued. ``SceneGeometry.plane_source`` says which.
+RANSAC runs on a random subset of the depth points within reach of the objects (the
+objects' own boxes removed), on one open3d thread (reproducible for a seed), and the plane
+is refined by least squares on its inliers. The fitted plane is checked against the
+ground-truth objects: no object may sink into it and at least one must rest on it. An
+inconsistent plane (a wall, a box top, a shelf) is refitted on the remaining points; if no
+consistent plane is found a plane through the lowest GT object points is used (normal from
+the dataset's world frame when present, else the camera's up direction) and a warning is
+issued. ``SceneGeometry.plane_source`` says which.
 
 Meshes: the BOP PLY models store every face twice; they are de-duplicated (which makes the
 YCB-V models watertight) and decimated with open3d quadric decimation for collision checks,

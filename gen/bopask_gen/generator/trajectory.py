@@ -7,24 +7,35 @@ not go lower than where it rests). Steps:
 
 1. Lift: A is raised straight up until it touches nothing; objects touching A at its GT
    pose (clutter contact, slightly overlapping annotations) are ignored on this segment.
-2. OMPL RRT (goal bias 0.1) in the box above the table that spans all objects plus a margin,
-   from the lifted position to the goal above B (A's bottom ``GOAL_CLEARANCE`` above B's
-   top, centred over B's centre). Planning stops after ``MAX_ITERATIONS`` iterations (kept
-   deterministic: OMPL's seed is set from ``rng`` before every plan) or ``TIME_LIMIT``.
-3. OMPL's ``reduceVertices`` shortcutting, then Ramer-Douglas-Peucker (``rdp``, numpy);
-   every simplified segment is re-checked and the tolerance halved if one collides.
+2. OMPL RRT (goal bias 0.1, edges <= ``RRT_RANGE``) in the box above the table that spans
+   all objects plus a margin, from the lifted position to the goal above B (A's bottom
+   ``GOAL_CLEARANCE`` above B's top, centred over B's centre). Planning stops after
+   ``MAX_ITERATIONS`` iterations (deterministic: OMPL's global seed is set from ``rng``
+   before every plan) or, as a safety net, after ``TIME_LIMIT``.
+3. OMPL's ``reduceVertices`` and ``partialShortcutPath`` (collision-checked shortcuts), then
+   Ramer-Douglas-Peucker (``rdp``, numpy); every simplified segment is re-checked and the
+   tolerance halved if one collides. The lift segment is kept as it is.
 
-Result: (M, 3) camera-frame waypoints, first = A's centre, last = the goal above B.
+Result: (M, 3) camera-frame waypoints, first = A's centre, then the collision-free path of
+A's centre ending at the goal above B, and last the *delivery point*: the centre of B's top
+(B's centre in x, y at B's highest point). The answer must end on B (the evaluator checks
+that the last point falls in B's mask), and the point above B projects well outside it.
+
+The evaluator also fails a path with a waypoint inside another object's mask, which a path
+flying *over* an object in 3D can do in 2D. Such plans are rejected and replanned with the
+next seed, up to ``PLAN_ATTEMPTS`` times, so that the ground truth passes its own metric.
 """
 
 import time
 
+import cv2
 import fcl
 import numpy as np
 from ompl import base as ob
 from ompl import geometric as og
 from ompl import util as ou
 
+from bopask_gen.core.camera import pixels_inside, project_points
 from bopask_gen.core.transforms import transform_points
 from bopask_gen.generator.grasps import _fcl_scene
 
@@ -46,11 +57,16 @@ LIFT_STEP = 0.01
 MAX_LIFT = 0.4
 # Ramer-Douglas-Peucker tolerance, metres.
 RDP_EPSILON = 0.01
+# Plans tried per pair until no interior waypoint projects onto another object.
+PLAN_ATTEMPTS = 4
+# Clearance in pixels between an interior waypoint and another object's visible mask.
+MASK_CLEARANCE_PX = 6
 # Longest RRT edge, metres (short edges keep the tree, and so the path, near the objects).
 RRT_RANGE = 0.06
 # A may sink this far below its start height (plane noise), metres.
 TABLE_MARGIN = 0.002
 
+# OMPL prints every plan's INFO lines otherwise (process-wide setting).
 ou.setLogLevel(ou.LOG_WARN)
 
 
@@ -203,17 +219,47 @@ def _rrt(mover, start, goal, lo, hi, seed):
 
 
 def plan_trajectory(scene, obj_a, obj_b, rng):
-    """Return (M, 3) camera-frame waypoints from A's centre to above B, or None.
+    """Return (M, 3) camera-frame waypoints from A's centre to B's top, or None.
+
+    All segments but the last are collision-free for A's box; the last descends from the
+    goal above B to the delivery point on B's top (see the module docstring).
 
     None when A cannot be lifted free, the goal above B is blocked or RRT finds no path.
     """
     if obj_a.gt_index == obj_b.gt_index:
         raise ValueError(f'trajectory needs two different objects, got gt {obj_a.gt_index} twice')
+    for _ in range(PLAN_ATTEMPTS):
+        path = _plan_once(scene, obj_a, obj_b, int(rng.integers(1, 2**31 - 1)))
+        if path is None:
+            return None
+        if waypoints_clear_of_other_objects(scene, path, obj_a, obj_b):
+            return path
+    return None
+
+
+def waypoints_clear_of_other_objects(scene, path_cam, obj_a, obj_b):
+    """True when no interior waypoint projects within MASK_CLEARANCE_PX of another object."""
+    from bopask_gen.generator.scene import mask_visib
+
+    uv = np.round(project_points(path_cam[1:-1], scene.K)).astype(int)
+    inside = pixels_inside(uv, scene.width, scene.height)
+    uv = uv[inside]
+    kernel = np.ones((2 * MASK_CLEARANCE_PX + 1,) * 2, np.uint8)
+    for obj in scene.objects:
+        if obj.gt_index in (obj_a.gt_index, obj_b.gt_index) or not len(uv):
+            continue
+        near = cv2.dilate(mask_visib(scene, obj).astype(np.uint8), kernel)
+        if np.any(near[uv[:, 1], uv[:, 0]]):
+            return False
+    return True
+
+
+def _plan_once(scene, obj_a, obj_b, seed):
+    """One RRT plan (see the module docstring); None when no path is found."""
     mover = _MovingBox(scene, obj_a)
     b_top = float(np.max(scene.height_above_plane(obj_b.mesh_cam.vertices)))
     goal = np.array([obj_b.centre_world[0], obj_b.centre_world[1],
                      b_top + GOAL_CLEARANCE + mover.half_lo[2]])
-    seed = int(rng.integers(1, 2**31 - 1))
     lifted = _lift(mover)
     if lifted is None or not mover.valid(goal):
         return None
@@ -231,7 +277,9 @@ def plan_trajectory(scene, obj_a, obj_b, rng):
     path = np.vstack([mover.start_w[None], _simplify(mover, middle)])
     if np.linalg.norm(path[1] - path[0]) < 1e-9:
         path = path[1:]
-    return scene.to_cam(path)
+    # World z is the height above the table (the world origin lies on the plane).
+    delivery = np.array([goal[0], goal[1], b_top])
+    return scene.to_cam(np.vstack([path, delivery]))
 
 
 def _simplify(mover, path):

@@ -35,9 +35,15 @@ LOG = logging.getLogger(__name__)
 MIN_VISIB = 0.15
 '''Objects less visible than this get no question from the builder; skipped here too.'''
 BASE_OFFSET = 0.5
-'''Distance (metres, along world -x) from the target object to the Panda's base.'''
-BASE_CLEARANCE = 0.15
-'''No object centre closer than this plus its radius to the base (metres).'''
+'''Distance (metres) from the target object to the Panda's base.'''
+BASE_TRIES = 3
+'''Base poses tried when the arm cannot reach a grasp from the first one.'''
+ARM_CORRIDOR = 0.06
+'''Half width (metres) of the strip from the base toward the target kept free of objects.'''
+ARM_REACH_START = 0.12
+'''The corridor starts this far (metres) from the target, outside the hand's own zone.'''
+BASE_HALF_SIZE = 0.12
+'''Half side (metres) of the square around the base kept free of objects.'''
 SYNTH_INFO = 'synth_info.json'
 
 
@@ -88,41 +94,64 @@ class ObjectShapes:
         return Placement(obj_id, T_world_obj, mesh=mesh, mass=mass, parts=parts)
 
 
-def choose_base_pose(target_xy, approach_world, obstacles_xy, distance=BASE_OFFSET,
-                     clearance=BASE_CLEARANCE):
-    """Return (base_xy, yaw): the Panda's base ``distance`` from the target, facing it.
+def base_pose_candidates(target_xy, approach_world, footprints, distance=BASE_OFFSET):
+    """Return [(base_xy, yaw), ...]: Panda base poses ``distance`` from the target, facing it.
 
-    The preferred side is behind the grasp's horizontal approach direction (the arm reaches
-    forward into a side grasp), or world -x for grasps from above; other sides are tried,
-    nearest first, when an object stands within ``clearance`` of the base.
-    ``obstacles_xy`` are (N, 3) rows of x, y, footprint radius.
+    Best first: behind the grasp's horizontal approach direction (the arm reaches forward
+    into a side grasp), or world -x for grasps from above, then the other sides by
+    increasing angle; sides where another object's footprint (``footprints``: convex
+    polygons (K, 2) in world x, y) overlaps the base, then sides where one overlaps the
+    arm's corridor toward the target, go last.
     """
+    from bopask_gen.sim.world import convex_polygons_overlap
     target_xy = np.asarray(target_xy, dtype=float)
     h = np.asarray(approach_world, dtype=float)[:2]
     preferred = np.arctan2(-h[1], -h[0]) if np.linalg.norm(h) > 0.3 else np.pi
+    ranked = []
     for delta in np.deg2rad([0, 30, -30, 60, -60, 90, -90, 120, -120, 150, -150, 180]):
         ang = preferred + delta
-        base = target_xy + distance * np.array([np.cos(ang), np.sin(ang)])
-        if all(np.linalg.norm(base - o[:2]) > clearance + o[2] for o in obstacles_xy):
-            return base, ang + np.pi
-    return target_xy + distance * np.array([np.cos(preferred), np.sin(preferred)]), \
-        preferred + np.pi
+        u = np.array([np.cos(ang), np.sin(ang)])  # from the target toward the base
+        v = np.array([-u[1], u[0]])
+        base = target_xy + distance * u
+        base_box = base + BASE_HALF_SIZE * np.array([u + v, u - v, -u - v, -u + v])
+        # The arm reaches over the strip between the base and the hand's working zone.
+        near, far = target_xy + ARM_REACH_START * u, base
+        corridor = np.array([near + ARM_CORRIDOR * v, far + ARM_CORRIDOR * v,
+                             far - ARM_CORRIDOR * v, near - ARM_CORRIDOR * v])
+        base_hit = any(convex_polygons_overlap(base_box, f) for f in footprints)
+        arm_hit = any(convex_polygons_overlap(corridor, f) for f in footprints)
+        ranked.append((base_hit, arm_hit, len(ranked), base, ang + np.pi))
+    ranked.sort(key=lambda r: r[:3])
+    return [(base, yaw) for *_, base, yaw in ranked]
 
 
-def world_for_grasp(shapes, scene, target, grasp, masses):
+def footprint_world(scene, obj):
+    """Convex 2D footprint (K, 2) of a scene object in the table frame."""
+    from scipy.spatial import ConvexHull
+
+    from bopask_gen.core.transforms import transform_points
+    xy = transform_points(scene.T_c2w, obj.mesh_cam.vertices)[:, :2]
+    return xy[ConvexHull(xy).vertices]
+
+
+def world_for_grasp(shapes, scene, target, grasp, masses, base_choice=0):
     """Physics-only World with the scene's objects at their GT poses in the table frame.
 
-    Returns (world, index of the target among world.objects).
+    ``base_choice`` picks among :func:`base_pose_candidates` (0 = best). Returns (world,
+    index of the target among world.objects), or (None, None) when there are no more
+    candidates.
     """
     from bopask_gen.sim.world import World
     poses = [scene.T_c2w @ o.T_m2c for o in scene.objects]
+    index = [o.gt_index for o in scene.objects].index(target.gt_index)
+    footprints = [footprint_world(scene, o) for i, o in enumerate(scene.objects) if i != index]
+    approach = scene.T_c2w[:3, :3] @ grasp.T_cam[:3, 2]
+    candidates = base_pose_candidates(poses[index][:2, 3], approach, footprints)
+    if base_choice >= len(candidates):
+        return None, None
+    base_xy, yaw = candidates[base_choice]
     placements = [shapes.placement(o.obj_id, T, masses.get(o.obj_id))
                   for o, T in zip(scene.objects, poses)]
-    index = [o.gt_index for o in scene.objects].index(target.gt_index)
-    obstacles = np.array([[T[0, 3], T[1, 3], 0.5 * o.info.diameter]
-                          for i, (o, T) in enumerate(zip(scene.objects, poses)) if i != index])
-    approach = scene.T_c2w[:3, :3] @ grasp.T_cam[:3, 2]
-    base_xy, yaw = choose_base_pose(poses[index][:2, 3], approach, obstacles.reshape(-1, 3))
     centres = np.array([T[:2, 3] for T in poses] + [base_xy])
     table_centre = (centres.min(axis=0) + centres.max(axis=0)) / 2.0
     half = (centres.max(axis=0) - centres.min(axis=0)) / 2.0 + 0.4
@@ -131,12 +160,24 @@ def world_for_grasp(shapes, scene, target, grasp, masses):
     return world, index
 
 
-def check_grasp(shapes, scene, obj, grasp, ik, masses):
-    """Execute one grasp of ``obj`` (a generator SceneObject); return a PickResult."""
+def check_grasp(shapes, scene, obj, grasp, ik, masses, base_tries=BASE_TRIES):
+    """Execute one grasp of ``obj`` (a generator SceneObject); return a PickResult.
+
+    When the arm cannot reach the grasp (IK fails) from the best base pose, the next
+    ``base_tries - 1`` base poses are tried: where the robot stands is ours to choose; the
+    grasp label is what is being checked.
+    """
     from bopask_gen.sim.pick import execute_pick
-    world, index = world_for_grasp(shapes, scene, obj, grasp, masses)
-    ik.set_base(world.T_world_base)
-    return execute_pick(world, ik, index, scene.T_c2w @ grasp.T_cam, grasp.width)
+    result = None
+    for choice in range(base_tries):
+        world, index = world_for_grasp(shapes, scene, obj, grasp, masses, choice)
+        if world is None:
+            break
+        ik.set_base(world.T_world_base)
+        result = execute_pick(world, ik, index, scene.T_c2w @ grasp.T_cam, grasp.width)
+        if not result.reason.startswith('IK failed'):
+            break
+    return result
 
 
 def iter_checks(dataset, split, rng, max_objects=None, progress=True, collision='coacd',
@@ -183,12 +224,15 @@ def iter_checks(dataset, split, rng, max_objects=None, progress=True, collision=
                 lifted, reason, rise = False, f'world could not be built: {exc}', 0.0
             executed += 1
             bar.update(1)
-            yield {**rec, 'status': 'lifted' if lifted else 'failed', 'reason': reason,
+            out = {**rec, 'status': 'lifted' if lifted else 'failed', 'reason': reason,
                    'rise_m': round(float(rise), 4), 'width_m': round(grasps[0].width, 4),
                    'score': round(grasps[0].score, 3),
                    'approach_z_world': round(float((scene.T_c2w[:3, :3]
                                                     @ grasps[0].T_cam[:3, 2])[2]), 3),
                    'seconds': round(time.perf_counter() - t0, 2)}
+            if not lifted:  # enough to replay the failure (see replay_grasp)
+                out['grasp_T_cam'] = np.round(grasps[0].T_cam, 6).tolist()
+            yield out
     bar.close()
 
 

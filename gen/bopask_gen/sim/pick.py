@@ -1,5 +1,9 @@
 """Scripted pick in the simulated world: pre-grasp, straight approach, close, lift.
 
+Motion: home -> hover above the pre-grasp (joint space) -> straight down to the pre-grasp
+10 cm behind the grasp along its approach -> straight approach -> close -> lift 15 cm
+straight up (world z). Straight segments are dense IK waypoints (``sim.ik``).
+
 Used by ``bopask-gen grasp-check``, the tests and ``bench/bench_sim.py`` to check whether a
 grasp label actually lifts its object in physics.
 """
@@ -17,6 +21,8 @@ LIFT_HEIGHT = 0.15
 '''Metres the TCP rises (world z) after closing.'''
 LIFT_SUCCESS = 0.10
 '''The object counts as lifted when its centre rose at least this much (metres).'''
+HOVER_HEIGHT = 0.35
+'''Pre-grasps lower than this (world z, metres) are reached by descending from it.'''
 OPEN_MARGIN = 0.02
 '''Fingers open this much wider than the grasp width before the approach (metres).'''
 
@@ -76,9 +82,26 @@ def plan_pick(ik, T_world_tcp, q_start=robot.HOME_Q, pregrasp=PREGRASP_DISTANCE,
         from bopask_gen.core.gripper import flip_about_approach
         T_grasp = flip_about_approach(T_world_tcp)
         T_pre = _offset_along_approach(T_grasp, -pregrasp)
+    # Reach low pre-grasps from above: a joint-space move straight to a pre-grasp beside an
+    # object would sweep the hand through its neighbours.
+    T_hover = T_pre.copy()
+    T_hover[2, 3] = max(T_pre[2, 3], HOVER_HEIGHT)
+    hover = ik.solve(T_hover, res.q)
+    if not hover.success:
+        return None, f'IK failed for the hover pose above the pre-grasp: {hover.message}'
+    n_down = int(np.ceil((T_hover[2, 3] - T_pre[2, 3]) / 0.03))
+    descent = []
+    for k in range(1, n_down + 1):
+        T = T_pre.copy()
+        T[2, 3] = T_hover[2, 3] + (T_pre[2, 3] - T_hover[2, 3]) * k / n_down
+        descent.append(T)
+    descent_path, msg = _cartesian_joint_path(ik, descent, hover.q)
+    if descent_path is None:
+        return None, f'IK failed on the descent to the pre-grasp: {msg}'
+    q_pre = descent_path[-1] if n_down else hover.q
     s = np.linspace(0.0, 1.0, n_waypoints)[1:]
     approach = [_offset_along_approach(T_grasp, -pregrasp * (1.0 - k)) for k in s]
-    approach_path, msg = _cartesian_joint_path(ik, approach, res.q)
+    approach_path, msg = _cartesian_joint_path(ik, approach, q_pre)
     if approach_path is None:
         return None, f'IK failed on the approach: {msg}'
     lifts = []
@@ -89,8 +112,9 @@ def plan_pick(ik, T_world_tcp, q_start=robot.HOME_Q, pregrasp=PREGRASP_DISTANCE,
     lift_path, msg = _cartesian_joint_path(ik, lifts, approach_path[-1])
     if lift_path is None:
         return None, f'IK failed on the lift: {msg}'
-    return {'q_pregrasp': res.q, 'approach': approach_path, 'lift': lift_path,
-            'T_grasp': T_grasp, 'flipped': flipped}, 'ok'
+    return {'q_hover': hover.q, 'descent': descent_path.reshape(-1, 7), 'q_pregrasp': q_pre,
+            'approach': approach_path, 'lift': lift_path, 'T_grasp': T_grasp,
+            'flipped': flipped}, 'ok'
 
 
 def _close_gripper(world, max_time=1.2, still_time=0.15):
@@ -118,7 +142,9 @@ def execute_pick(world, ik, obj_index, T_world_tcp, width, lift=LIFT_HEIGHT):
     plan, msg = plan_pick(ik, T_world_tcp, robot.HOME_Q, lift=lift)
     if plan is None:
         return PickResult(False, msg)
-    world.execute_joint_path(plan['q_pregrasp'][None], max_speed=1.0)
+    world.execute_joint_path(plan['q_hover'][None], max_speed=1.0)
+    if len(plan['descent']):
+        world.execute_joint_path(plan['descent'], max_speed=0.6)
     world.execute_joint_path(plan['approach'], max_speed=0.4)
     grip = _close_gripper(world)
     if grip < 0.002:

@@ -57,6 +57,9 @@ def write_world_frames(world, writer, n_images, first_im_id=0):
         T_wc = world.randomize_camera()
         rgb = world.render_rgb()
         depth = world.render_depth()
+        # Far floor beyond what uint16 depth can hold reads as "no measurement", like a
+        # sensor out of range.
+        depth[depth > writer.max_depth_m] = 0.0
         seg = world.render_segmentation()
         T_cw = invert_transform(T_wc)
         instances = []

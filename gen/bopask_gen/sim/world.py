@@ -27,7 +27,8 @@ API (all poses 4x4 numpy, metres, world frame unless named otherwise)::
     world.set_arm_targets(q7)               # position targets, radians (clipped to limits)
     world.set_gripper_opening(w)            # metres 0..0.08; fingers move at GRIPPER_SPEED
     world.step(n=1)                         # n physics steps of world.dt seconds
-    world.arm_joint_positions()             # (7,) radians
+    world.arm_joint_positions()             # (7,) radians; arm_joint_velocities() rad/s
+    world.arm_targets()                     # (7,) current position targets
     world.gripper_opening()                 # metres between the fingers
     world.tcp_pose()                        # T_world_tcp (core.gripper frame)
     world.execute_joint_path(path)          # smooth time-scaled motion through (M, 7) path
@@ -474,6 +475,10 @@ class World:
     def arm_joint_positions(self):
         """(7,) measured arm joint angles, radians."""
         return self.data.qpos[self._arm_qadr].copy()
+
+    def arm_joint_velocities(self):
+        """(7,) measured arm joint velocities, rad/s."""
+        return self.data.qvel[self._arm_dadr].copy()
 
     def gripper_opening(self):
         """Measured distance between the fingers, metres."""
