@@ -56,7 +56,7 @@ def deserialize(raw, msgtype):
 
 
 def serialize(msg):
-    """rclpy message -> CDR bytes."""
+    """Serialise an rclpy message to CDR bytes."""
     from rclpy.serialization import serialize_message
     return serialize_message(msg)
 

@@ -36,10 +36,10 @@ import time
 
 import numpy as np
 
+from bopask_ros import replay_scoring as scoring
 from bopask_ros import ros_common as rc
 from bopask_ros.bag_io import BagError, BagReader, deserialize, message_class
 from bopask_ros.ground_truth import GROUND_TRUTH_TOPIC, GroundTruthError, parse_ground_truth
-from bopask_ros import replay_scoring as scoring
 
 DEFAULT_REPORT = 'replay_report.md'
 CLOCK_TOPIC = '/clock'
@@ -161,9 +161,8 @@ class Player:
         except (GroundTruthError, ValueError) as exc:
             self.log(f'replay: warning: {exc}')
 
-    def play(self, wanted=None):
-        """Publish everything (or the stamps in ``wanted``... see ``load``) with its timing."""
-        from std_msgs.msg import String  # noqa: F401 - command text decoding below
+    def play(self):
+        """Publish every message with its recorded timing (scaled by the rate)."""
         wall0 = t0 = None
         try:
             for conn, t_ns, raw in self.reader.messages():

@@ -158,7 +158,7 @@ def command_seed(seed, stamp_ns, command_text):
 
 
 def perturb_points(points_px, offset_px=(0.0, 0.0), rotate_deg=0.0, centre=None):
-    """Rotate pixels about ``centre`` (default: their first point) by ``rotate_deg``, then shift."""
+    """Rotate pixels about ``centre`` (default: the first point) by ``rotate_deg``; shift."""
     pts = np.asarray(points_px, dtype=float)
     if rotate_deg:
         c = pts[0] if centre is None else np.asarray(centre, dtype=float)

@@ -168,7 +168,8 @@ def render_markdown(report):
         lines.append(
             f'| {r["index"]} | {r["command"]} | {r["outcome"]} | '
             f'{_fmt(r.get("grasp_centre_error_m"), "m")} | '
-            f'{_fmt(r.get("finger_axis_error_deg"), "deg")} | {_fmt(r.get("path_error_m"), "m")} | '
+            f'{_fmt(r.get("finger_axis_error_deg"), "deg")} | '
+            f'{_fmt(r.get("path_error_m"), "m")} | '
             f'{_fmt(r.get("grasp_centre_error_gt_m"), "m")} | '
             f'{_fmt(r.get("finger_axis_error_gt_deg"), "deg")} | {note} |')
     return '\n'.join(lines) + '\n'

@@ -1,10 +1,10 @@
-"""Shared fixtures: the real YCB-Video subset in ../shared/data."""
+"""Fixtures shared by test/ and gen/test/: the real YCB-Video subset in ../shared/data."""
 
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[0]
 SHARED = REPO.parent / 'shared'
 YCBV_SUBSET = SHARED / 'data' / 'ycbv_real_subset'
 
