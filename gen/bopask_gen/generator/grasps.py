@@ -47,6 +47,11 @@ CLEARANCE = 0.01
 MIN_CLEARANCE = 0.005
 # Distance from the contact line to the fingertips along the approach, metres.
 TCP_DEPTH = 0.012
+# Least contact-to-fingertip distance when a low grasp is raised off the table, metres
+# (thin objects lying flat: the contacts stay on the finger pads).
+MIN_TCP_DEPTH = 0.003
+# Clearance kept between the raised fingertips and the table, metres.
+TABLE_CLEARANCE = 0.002
 # Thinner contact pairs are surface noise, metres (mug walls are ~4 mm).
 MIN_WIDTH = 0.002
 # The hand may reach this far below the fitted plane (depth noise), metres.
@@ -218,6 +223,18 @@ def sample_grasps(scene, obj, rng, n_candidates=240):
     s_com = 1.0 - np.minimum(1.0, perp / (0.5 * obj.info.diameter))
     score = (WEIGHTS[0] * s_app + WEIGHTS[1] * np.repeat(quality, a)
              + WEIGHTS[2] * np.repeat(s_com, a))
+    # The table cannot be moved. A hand reaching below it is raised back along the approach
+    # while the contacts stay on the finger pads (thin objects lying flat); grasps that
+    # still reach below the table are dropped.
+    width_open = np.minimum(w_rep + 2 * CLEARANCE, gripper.MAX_OPENING)
+    local = _hand_corners_local(width_open)
+    above = _lowest_height(scene, rot, local, tcp)
+    rise = np.clip(-(z @ scene.up_cam), 1e-6, None)  # height gained per metre moved back
+    back = np.clip((TABLE_CLEARANCE - above) / rise, 0.0, None)
+    back = np.where(back <= TCP_DEPTH - MIN_TCP_DEPTH, back, 0.0)
+    tcp = tcp - back[:, None] * z
+    above = _lowest_height(scene, rot, local, tcp)
+    score = np.where(above >= -TABLE_MARGIN, score, -np.inf)
     T = np.broadcast_to(np.eye(4), (n * a, 4, 4)).copy()
     T[:, :3, :3] = rot
     T[:, :3, 3] = tcp
@@ -233,16 +250,18 @@ def sample_grasps(scene, obj, rng, n_candidates=240):
     kp_local[:, [2, 4], 1] = -(w_rep / 2.0)[:, None]
     kp_cam = np.einsum('nij,nkj->nki', T[:, :3, :3], kp_local) + T[:, None, :3, 3]
     kp_px = project_points(kp_cam.reshape(-1, 3), scene.K).reshape(n * a, 5, 2)
-    # The table cannot be moved: drop grasps whose opened hand reaches below it now.
-    width_open = np.minimum(w_rep + 2 * CLEARANCE, gripper.MAX_OPENING)
-    corners = np.einsum('nij,nkj->nki', rot, _hand_corners_local(width_open)) + tcp[:, None]
-    above = np.min(corners.reshape(-1, 24, 3) @ scene.up_cam, axis=1) + scene.plane_cam[3]
-    score = np.where(above >= -TABLE_MARGIN, score, -np.inf)
+
     order = np.argsort(-score, kind='stable')
     order = order[np.isfinite(score[order])]
     return [Grasp(T_cam=T[i], width=float(w_rep[i]), score=float(score[i]),
                   keypoints_cam=kp_cam[i], keypoints_px=kp_px[i], gt_index=obj.gt_index,
                   contacts_cam=contacts[i]) for i in order]
+
+
+def _lowest_height(scene, rot, local_corners, tcp):
+    """Height above the table of the lowest hand corner for (N,) grasp poses, metres."""
+    corners = np.einsum('nij,nkj->nki', rot, local_corners) + tcp[:, None]
+    return np.min(corners @ scene.up_cam, axis=1) + scene.plane_cam[3]
 
 
 def hand_corners_cam(grasp, clearance=CLEARANCE):
