@@ -52,8 +52,9 @@ TCP_DEPTH = 0.012
 MIN_TCP_DEPTH = 0.003
 # Clearance kept between the raised fingertips and the table, metres.
 TABLE_CLEARANCE = 0.002
-# Thinner contact pairs are surface noise, metres (mug walls are ~4 mm).
-MIN_WIDTH = 0.002
+# Thinner contact pairs are not labelled: 2-6 mm pinches (mug rims, scissor blades)
+# failed in the physics check (bench/bench_sim.py), metres.
+MIN_WIDTH = 0.008
 # The hand may reach this far below the fitted plane (depth noise), metres.
 TABLE_MARGIN = 0.002
 # Rotations about the closing line away from the most top-down approach.
