@@ -8,6 +8,21 @@ rs = pytest.importorskip('pyrealsense2')
 from bopask_ros.camera_realsense import frameset_to_frame  # noqa: E402
 
 W, H = 64, 48
+STARTED_SENSORS = []
+
+
+@pytest.fixture(autouse=True)
+def stop_started_sensors():
+    """Stop and close the software sensors after each test.
+
+    Sensors left streaming at interpreter exit crash the process in librealsense's
+    destructors (a segfault after all tests passed, depending on what else was loaded).
+    """
+    yield
+    while STARTED_SENSORS:
+        sensor = STARTED_SENSORS.pop()
+        sensor.stop()
+        sensor.close()
 
 
 def _intrinsics(fx):
@@ -43,6 +58,7 @@ def inject(depth_raw, color, color_fmt=rs.format.rgb8, depth_units=0.001):
     color_sensor.open(cp)
     depth_sensor.start(sync)
     color_sensor.start(sync)
+    STARTED_SENSORS.extend([depth_sensor, color_sensor])
     keep = []
     for i in range(3):   # the syncer pairs frames once a few have arrived
         for sensor, profile, pixels, bpp in ((depth_sensor, dp, depth_raw, 2),
@@ -86,3 +102,22 @@ def test_bgr_colour_is_converted_and_depth_units_applied():
     frame = frameset_to_frame(frames, rs.align(rs.stream.color), depth_scale_m=0.0001)
     assert tuple(frame.rgb[0, 0]) == (255, 0, 0)
     assert frame.depth_mm[24, 32] == 400
+
+
+def test_realsense_and_rclpy_coexist_in_one_process(tmp_path):
+    """pyrealsense2 builds that bundle their own Fast-DDS crash rclpy processes at exit."""
+    import subprocess
+    import sys
+
+    script = tmp_path / 'both.py'
+    script.write_text(
+        'import pyrealsense2 as rs\n'
+        'device = rs.software_device()\n'
+        "device.add_sensor('Depth')\n"
+        'import rclpy\n'
+        'rclpy.init()\n'
+        "rclpy.create_node('coexist').destroy_node()\n"
+        'rclpy.shutdown()\n'
+    )
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, timeout=60)
+    assert result.returncode == 0, (result.returncode, result.stderr[-2000:])
