@@ -10,7 +10,8 @@ package_name = 'bopask_ros'
 # `ros2 run bopask_ros <node>`: colcon installs with `setup.py install/develop`, and setup.cfg
 # puts scripts in lib/bopask_ros. pip builds wheels instead and gets only the `bopask`
 # command (without ROS, nodes start through `bopask launch`). One line per node module.
-NODE_MODULES = ('camera_node', 'vlm_node', 'backprojection_node', 'executor_node', 'sim_node')
+NODE_MODULES = ('camera_node', 'vlm_node', 'backprojection_node', 'executor_node', 'sim_node',
+                'bopask_graph')
 node_scripts = []
 if {'install', 'develop'} & set(sys.argv[1:]):
     node_scripts = [f'{name} = bopask_ros.{name}:main' for name in NODE_MODULES]
@@ -34,12 +35,6 @@ setup(
     entry_points={
         'console_scripts': [
             'bopask = bopask_ros.cli:main',
-            'camera_node = bopask_ros.camera_node:main',
-            'vlm_node = bopask_ros.vlm_node:main',
-            'backprojection_node = bopask_ros.backprojection_node:main',
-            'executor_node = bopask_ros.executor_node:main',
-            'sim_node = bopask_ros.sim_node:main',
-            'bopask_graph = bopask_ros.graph_main:main',
         ] + node_scripts,
     },
 )

@@ -37,6 +37,71 @@ def machine():
     return f'{cpu}, {os.cpu_count()} cores, load {load:.1f}, Python {platform.python_version()}'
 
 
+def retime_backprojection(graph, requests, repeats=50):
+    """Median time of ``lift_keypoints`` per recorded request, run alone (after shutdown)."""
+    from bopask_ros.backprojection import BackprojectionError, lift_keypoints
+    from bopask_ros.image_conversion import metres_to_depth_mm
+    node = graph.nodes['backprojection_node']
+    times = []
+    for kp, frame in requests:
+        depth = metres_to_depth_mm(frame.depth_m).astype(np.float32) / 1000.0  # as published
+        grasp, wps = np.asarray(kp['grasp_px'], float), np.asarray(kp['waypoints_px'], float)
+        run = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            try:
+                lift_keypoints(grasp, wps, depth, frame.K, node.T_static, node.params)
+            except BackprojectionError:
+                break
+            run.append((time.perf_counter() - t0) * 1000.0)
+        if run:
+            times.append(float(np.median(run)))
+    return times
+
+
+def retime_planning(graph, requests, repeats=5):
+    """Median time of the executor's plan (workspace check + all IK) per recorded request."""
+    from bopask_gen.sim import robot
+    from bopask_ros.executor import IKError, plan_pick_place, WorkspaceError
+    node = graph.nodes['executor_node']
+    times = []
+    for req in requests:
+        T = np.asarray(req['grasp']['T'], float)
+        rays = np.asarray(req['waypoint_rays'], float).reshape(-1, 6)
+        run = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            try:
+                plan_pick_place(T, np.asarray(req['waypoints'], float), robot.HOME_Q, node.ik,
+                                node.params, np.asarray(req['target_point'], float), rays,
+                                req['grasp']['width'], None, req.get('place_point'),
+                                req.get('scene_top_z'))
+            except (IKError, WorkspaceError):
+                break
+            run.append((time.perf_counter() - t0) * 1000.0)
+        if run:
+            times.append(float(np.median(run)))
+    return times
+
+
+def stage_breakdown(results):
+    """Median ms of each stage between the command and the first trajectory."""
+    stages = {}
+    for r in results:
+        t = r.get('timing') or {}
+        if 'keypoints_sent' not in t or 'request_received' not in t:
+            continue
+        for name, value in (
+                ('vlm parse+publish', (t['keypoints_sent'] - t['command_time']) * 1000.0
+                 - t['inference_ms']),
+                ('vlm->backprojection', (t['keypoints_received'] - t['keypoints_sent']) * 1e3),
+                ('backprojection node', (t['request_sent'] - t['keypoints_received']) * 1e3),
+                ('->executor', (t['request_received'] - t['request_sent']) * 1e3),
+                ('plan', t['plan_ms'])):
+            stages.setdefault(name, []).append(value)
+    return {k: float(np.median(v)) for k, v in stages.items()}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--episodes', type=int, default=20)
@@ -73,6 +138,8 @@ def main():
                   flush=True)
     finally:
         graph.shutdown()
+    offline = retime_backprojection(graph, client.requests)
+    offline_plan = retime_planning(graph, client.grasp_requests)
     s = summary(results)
     lats = [r['command_to_trajectory_ms'] for r in results if r['command_to_trajectory_ms']]
     bps = [r['backprojection_ms'] for r in results if r['backprojection_ms']]
@@ -87,6 +154,19 @@ def main():
         print(f'back-projection per request: median {np.median(bps):.3f} ms wall, p90 '
               f'{np.percentile(bps, 90):.3f} ms; thread CPU median {np.median(cpus):.3f} ms '
               f'(target < 1 ms)')
+    if offline:
+        print(f'back-projection re-timed offline on the {len(offline)} recorded requests '
+              f'(same depth, K, keypoints; nothing else running in this process): median '
+              f'{np.median(offline):.3f} ms, p90 {np.percentile(offline, 90):.3f} ms')
+        s['median_backprojection_offline_ms'] = float(np.median(offline))
+    hops = stage_breakdown(results)
+    if hops:
+        print('latency stages (median ms): ' + ', '.join(f'{k} {v:.1f}' for k, v in hops.items()))
+    if offline_plan:
+        print(f'executor planning (workspace check + all IK) re-timed offline on the '
+              f'{len(offline_plan)} recorded grasp requests: median '
+              f'{np.median(offline_plan):.1f} ms, p90 {np.percentile(offline_plan, 90):.1f} ms')
+        s['median_planning_offline_ms'] = float(np.median(offline_plan))
     args.out.mkdir(parents=True, exist_ok=True)
     print(f'strip: {write_strip(results, args.out / "episodes.png")}; total '
           f'{time.perf_counter() - t0:.0f} s')

@@ -16,16 +16,24 @@ Geometry, and why:
   ``grasp_depth`` below it at its centroid (and at least ``min_tcp_height`` above the
   table).
 - The approach is top-down in the base frame (the robot grasps from above); the yaw comes from
-  the finger line (left tip minus right tip, both lifted at the TCP's depth so a fingertip
-  over the background does not tilt the line); the opening is that line's length.
+  the finger line (left tip minus right tip, each where its pixel's ray crosses the TCP's
+  height: the tips are level with the TCP, and their depth pixels may see the background);
+  the opening is that line's length.
 - Waypoints are lifted to the surface they point at, and their viewing rays are kept: the
   generator's waypoints hang in the air (positions of the carried object), so the executor
   intersects the rays with its carrying height instead of trusting the surface behind them
   (which may be the robot's own arm).
+- Placing and carrying need the scene's free space, which the 2D waypoints do not give:
+  from a subsampled cloud of the depth image (robot base excluded), the place point is the
+  first of 16 directions around the target (nearest the object's start side first) at
+  ``place_standoff`` from the target's top centre with no object point within
+  ``place_clear_radius`` (the object being moved does not count); none free -> refused.
+  ``scene_top_z`` (the highest object point) tells the executor how high to carry.
 - The generator's last waypoint hangs in the air *above* the target object, so its pixel often
   sees the table behind the target. The target point is therefore the first object surface
-  (higher than ``min_object_height`` above the table) found scanning down the image from the
-  last waypoint -- "the thing under the goal" -- or the goal's own surface point if none.
+  (higher than ``min_object_height`` above the table) found scanning from the last waypoint
+  along the image of the world vertical through it -- "the thing under the goal" -- or the
+  goal's own surface point if none.
 """
 
 from dataclasses import dataclass, field
@@ -35,7 +43,6 @@ import numpy as np
 from bopask_gen.core import gripper
 from bopask_gen.core.camera import backproject_pixels, pixels_inside, sample_depth
 from bopask_gen.core.transforms import (
-    invert_transform,
     make_transform,
     rotate_vectors,
     transform_points,
@@ -56,9 +63,14 @@ class BackprojectionParams:
     min_tcp_height: float = 0.015
     min_finger_line_px: float = 2.0
     min_object_height: float = 0.015
+    max_object_height: float = 0.40
+    place_standoff: float = 0.13
+    place_clear_radius: float = 0.05
+    robot_exclusion_radius: float = 0.25
+    cloud_stride: int = 8
     top_radius: float = 0.04
     top_band: float = 0.004
-    target_scan_px: int = 160
+    target_scan_px: int = 200
 
 
 @dataclass
@@ -71,6 +83,8 @@ class GraspTarget:
     waypoints: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
     target_point: np.ndarray = None
     waypoint_rays: np.ndarray = field(default_factory=lambda: np.zeros((0, 6)))
+    place_point: np.ndarray = None
+    scene_top_z: float = None
     keypoints_depth: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
@@ -179,13 +193,19 @@ def top_down_grasp(grasp_uv, depth_m, K, T_base_camera, params=None):
     z_tcp = max(top[2] - params.grasp_depth, params.table_z + params.min_tcp_height)
     position = np.array([top[0], top[1], z_tcp])
 
-    # Finger line from the two tips lifted at the TCP's depth (the tips are beside the TCP).
+    # Finger line: the fingertips of a top-down grasp lie level with the TCP, so each tip is
+    # where its pixel's viewing ray crosses the TCP's height (a constant camera depth would
+    # tilt the line whenever it runs along the image's vertical).
     tips_uv = grasp_uv[[3, 4]]
     if np.linalg.norm(tips_uv[0] - tips_uv[1]) < params.min_finger_line_px:
         raise BackprojectionError('grasp fingertips coincide in the image: no finger line')
-    tcp_depth = transform_points(invert_transform(T_base_camera), position[None])[0, 2]
-    tips = transform_points(T_base_camera,
-                            backproject_pixels(tips_uv, np.repeat(tcp_depth, 2), K))
+    tips = []
+    for uv in tips_uv:
+        origin, ray = viewing_ray_base(uv, K, T_base_camera)
+        if ray[2] > -1e-3:
+            raise BackprojectionError(f'grasp fingertip at ({uv[0]:.1f}, {uv[1]:.1f}) looks '
+                                      f'above the horizon: no top-down finger line')
+        tips.append(origin + ray * (z_tcp - origin[2]) / ray[2])
     line = tips[0] - tips[1]
     horizontal = np.array([line[0], line[1], 0.0])
     if np.linalg.norm(horizontal) < 1e-4:
@@ -198,37 +218,103 @@ def top_down_grasp(grasp_uv, depth_m, K, T_base_camera, params=None):
     return T, width, surface, centre_depth
 
 
+def down_direction_px(goal_uv, K, T_base_camera):
+    """Unit image direction in which the world vertical through ``goal_uv`` goes down.
+
+    Every vertical line of the world passes through the vanishing point of "down"; the line
+    from the goal pixel toward it is the image of the vertical through the goal, whatever the
+    goal's depth. A camera that does not look downward falls back to straight down the image.
+    """
+    down_cam = np.asarray(T_base_camera, dtype=float)[:3, :3].T @ np.array([0.0, 0.0, -1.0])
+    goal = np.asarray(goal_uv, dtype=float)
+    if down_cam[2] > 1e-6:
+        vp = (K @ down_cam)[:2] / down_cam[2]
+        d = vp - goal
+        if np.linalg.norm(d) > 1e-6:
+            return d / np.linalg.norm(d)
+    return np.array([0.0, 1.0])
+
+
 def target_below(goal_uv, depth_m, K, T_base_camera, params=None):
     """Return (point (3,), found) of the first object surface below the goal pixel.
 
-    Scans image rows downward from ``goal_uv`` (world up is image up: the camera has no
-    roll) in a 5-pixel-wide strip; the first base-frame point higher than
-    ``table_z + min_object_height`` is the target's visible top. ``found`` is False when
-    the scan meets no object (the goal's own surface point is returned then).
+    Scans from ``goal_uv`` along the image of the world vertical through it (toward the
+    vanishing point of "down"), in a 5-pixel-wide strip, for ``target_scan_px`` pixels; the
+    first base-frame point between ``min_object_height`` and ``max_object_height`` above the
+    table is on the target's top, and the centroid of that top face (``local_top``) is
+    returned. ``found`` is False when the scan meets no object (the goal's own surface
+    point is returned then).
     """
     params = params or BackprojectionParams()
     h, w = depth_m.shape
-    u = int(round(goal_uv[0]))
-    v0 = int(round(goal_uv[1]))
-    rows = np.arange(max(v0, 0), min(v0 + params.target_scan_px, h))
-    cols = np.arange(max(u - 2, 0), min(u + 3, w))
-    if len(rows) and len(cols):
-        vv, uu = np.meshgrid(rows, cols, indexing='ij')
-        d = depth_m[vv, uu]
+    goal = np.asarray(goal_uv, dtype=float)
+    along = down_direction_px(goal, K, T_base_camera)
+    across = np.array([-along[1], along[0]])
+    s = np.arange(params.target_scan_px, dtype=float)
+    offsets = np.arange(-2, 3, dtype=float)
+    uv = goal + s[:, None, None] * along + offsets[None, :, None] * across   # (S, 5, 2)
+    uv = np.round(uv.reshape(-1, 2))
+    inside = (uv[:, 0] >= 0) & (uv[:, 0] < w) & (uv[:, 1] >= 0) & (uv[:, 1] < h)
+    order = np.repeat(s, len(offsets))[inside]
+    uv = uv[inside]
+    if len(uv):
+        d = depth_m[uv[:, 1].astype(int), uv[:, 0].astype(int)]
         valid = np.isfinite(d) & (d > 0)
         if np.any(valid):
-            uv = np.stack([uu[valid], vv[valid]], axis=1).astype(float)
-            cam = backproject_pixels(uv, d[valid], K)
+            uv, order, d = uv[valid], order[valid], d[valid]
+            cam = backproject_pixels(uv, d, K)
             # Heights only (one row of the transform), full points for the chosen few.
             z = cam @ T_base_camera[2, :3] + T_base_camera[2, 3]
-            high = z > params.table_z + params.min_object_height
+            # Above the table, below the robot (its hand waits higher, at its home pose).
+            high = (z > params.table_z + params.min_object_height) & \
+                (z < params.table_z + params.max_object_height)
             if np.any(high):
-                first_row = uv[high, 1].min()
-                sel = high & (uv[:, 1] <= first_row + 2)
-                return np.median(transform_points(T_base_camera, cam[sel]), axis=0), True
-    pts_cam, _ = lift_pixels(np.asarray(goal_uv, float)[None], depth_m, K, params.depth_window,
-                             'goal waypoint')
+                sel = high & (order <= order[high].min() + 2)
+                hit = np.median(transform_points(T_base_camera, cam[sel]), axis=0)
+                # The scan meets the top's far edge first: centre on the top face instead.
+                i = int(np.nonzero(sel)[0][0])
+                return local_top(uv[i], hit, float(d[i]), depth_m, K, T_base_camera,
+                                 params), True
+    pts_cam, _ = lift_pixels(goal[None], depth_m, K, params.depth_window, 'goal waypoint')
     return transform_points(T_base_camera, pts_cam)[0], False
+
+
+def object_cloud(depth_m, K, T_base_camera, params):
+    """Return the (N, 3) base-frame points of the objects, from every ``cloud_stride`` pixel.
+
+    Kept: above the table, below the robot's waiting hand, away from the robot base.
+    """
+    d = depth_m[::params.cloud_stride, ::params.cloud_stride]
+    vv, uu = np.nonzero(np.isfinite(d) & (d > 0))
+    uv = np.stack([uu, vv], axis=1).astype(float) * params.cloud_stride
+    pts = transform_points(T_base_camera, backproject_pixels(uv, d[vv, uu], K))
+    z = pts[:, 2] - params.table_z
+    keep = (z > params.min_object_height) & (z < params.max_object_height)
+    keep &= np.hypot(pts[:, 0], pts[:, 1]) > params.robot_exclusion_radius
+    return pts[keep]
+
+
+def free_place(target, start_xy, cloud, params, n_directions=16):
+    """First free spot ``place_standoff`` from the target, nearest the start side first.
+
+    Free: no object point within ``place_clear_radius`` (horizontally) of the spot, points
+    within ``place_clear_radius`` of ``start_xy`` (the object being moved) not counted.
+    Returns (3,) at the target's height, or None.
+    """
+    target = np.asarray(target, dtype=float)
+    start_xy = np.asarray(start_xy, dtype=float)[:2]
+    others = cloud[np.hypot(*(cloud[:, :2] - start_xy).T) > params.place_clear_radius + 0.03]
+    base = np.arctan2(*(start_xy - target[:2])[::-1])
+    steps = np.arange(n_directions)
+    # 0, +1, -1, +2, -2, ... directions away from the one facing the start.
+    order = np.where(steps % 2 == 1, (steps + 1) // 2, -(steps // 2))
+    for k in order:
+        a = base + 2.0 * np.pi * k / n_directions
+        spot = target[:2] + params.place_standoff * np.array([np.cos(a), np.sin(a)])
+        if len(others) == 0 or np.min(np.hypot(*(others[:, :2] - spot).T)) > \
+                params.place_clear_radius:
+            return np.array([spot[0], spot[1], target[2]])
+    return None
 
 
 def lift_keypoints(grasp_uv, waypoints_uv, depth_m, K, T_base_camera, params=None):
@@ -248,9 +334,17 @@ def lift_keypoints(grasp_uv, waypoints_uv, depth_m, K, T_base_camera, params=Non
         target, _ = target_below(waypoints_uv[-1], depth_m, K, T_base_camera, params)
         rays = np.array([np.concatenate(viewing_ray_base(uv, K, T_base_camera))
                          for uv in waypoints_uv])
+        cloud = object_cloud(depth_m, K, T_base_camera, params)
+        place = free_place(target, T[:3, 3], cloud, params)
+        if place is None:
+            raise BackprojectionError(
+                f'no free spot {params.place_standoff:.2f} m around the target at '
+                f'({target[0]:.3f}, {target[1]:.3f}) m to put the object down')
+        scene_top = float(cloud[:, 2].max()) if len(cloud) else params.table_z
     else:
         waypoints = np.zeros((0, 3))
-        target = None
+        target = place = scene_top = None
         rays = np.zeros((0, 6))
     return GraspTarget(T_base_tcp=T, width=width, surface_point=surface, waypoints=waypoints,
-                       target_point=target, waypoint_rays=rays, keypoints_depth=depths)
+                       target_point=target, waypoint_rays=rays, place_point=place,
+                       scene_top_z=scene_top, keypoints_depth=depths)

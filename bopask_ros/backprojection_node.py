@@ -35,6 +35,12 @@ DEFAULTS = {
     'min_tcp_height': 0.015,
     'top_radius': 0.04,
     'top_band': 0.004,
+    'min_object_height': 0.015,
+    'max_object_height': 0.40,
+    'target_scan_px': 200,
+    'place_standoff': 0.13,
+    'place_clear_radius': 0.05,
+    'robot_exclusion_radius': 0.25,
     'buffer_size': 30,
     'base_frame': 'panda_link0',
     'camera_frame': 'camera_color_optical_frame',
@@ -53,7 +59,13 @@ class BackprojectionNode(Node):
         self.params = BackprojectionParams(
             depth_window=int(self.p['depth_window']), grasp_depth=float(self.p['grasp_depth']),
             table_z=float(self.p['table_z']), min_tcp_height=float(self.p['min_tcp_height']),
-            top_radius=float(self.p['top_radius']), top_band=float(self.p['top_band']))
+            top_radius=float(self.p['top_radius']), top_band=float(self.p['top_band']),
+            min_object_height=float(self.p['min_object_height']),
+            max_object_height=float(self.p['max_object_height']),
+            target_scan_px=int(self.p['target_scan_px']),
+            place_standoff=float(self.p['place_standoff']),
+            place_clear_radius=float(self.p['place_clear_radius']),
+            robot_exclusion_radius=float(self.p['robot_exclusion_radius']))
         self.status = rc.StatusPublisher(self, 'backprojection')
         self.T_static = transform_from_xyz_quat_xyzw(self.p['extrinsic.translation'],
                                                      self.p['extrinsic.rotation_xyzw'])
@@ -162,6 +174,7 @@ class BackprojectionNode(Node):
             'grasp': {'T': target.T_base_tcp, 'width': target.width},
             'surface_point': target.surface_point, 'waypoints': target.waypoints,
             'target_point': target.target_point, 'waypoint_rays': target.waypoint_rays,
+            'place_point': target.place_point, 'scene_top_z': target.scene_top_z,
             'timing': timing,
         }
         request['timing']['request_sent'] = rc.wall_time()

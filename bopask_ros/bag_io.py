@@ -82,8 +82,15 @@ class BagReader:
             self._reader = Reader(self.path)
             self._reader.open()
         except Exception as exc:  # noqa: BLE001 - rosbags raises many types; all mean "bad bag"
-            raise BagError(f'{self.path}: cannot open bag ({type(exc).__name__}: {exc})') \
-                from exc
+            raise BagError(f'{self.path}: cannot open bag [{self._files()}] '
+                           f'({type(exc).__name__}: {exc})') from exc
+
+    def _files(self):
+        """The bag's files, named in errors (the storage file is often the broken one)."""
+        try:
+            return ', '.join(sorted(p.name for p in self.path.iterdir())) or 'empty directory'
+        except OSError:
+            return 'unlistable directory'
 
     def __enter__(self):
         """Context manager entry."""
@@ -136,8 +143,8 @@ class BagReader:
         except BagError:
             raise
         except Exception as exc:  # noqa: BLE001 - rosbags/mcap/sqlite errors of a broken file
-            raise BagError(f'{self.path}: bag unreadable mid-way ({type(exc).__name__}: '
-                           f'{exc})') from exc
+            raise BagError(f'{self.path}: bag unreadable mid-way [{self._files()}] '
+                           f'({type(exc).__name__}: {exc})') from exc
 
 
 class BagWriter:
@@ -174,6 +181,10 @@ class BagWriter:
         self.counts[topic] = 0
         return conn
 
+    def set_custom_data(self, key, value):
+        """Store a string in the metadata's ``custom_data`` map (rosbag2 version >= 6)."""
+        self._writer.set_custom_data(str(key), str(value))
+
     def write(self, topic, t_ns, raw):
         """Write one CDR-serialised message on a registered topic at log time ``t_ns``."""
         self._writer.write(self._conns[topic], int(t_ns), bytes(raw))
@@ -182,6 +193,93 @@ class BagWriter:
     def close(self):
         """Finish the bag (writes metadata.yaml)."""
         self._writer.close()
+
+    def __enter__(self):
+        """Context manager entry."""
+        return self
+
+    def __exit__(self, *exc):
+        """Finish the bag."""
+        self.close()
+
+
+class ThreadedBagWriter:
+    """A BagWriter driven from one thread of its own (sqlite3 connections are thread-bound).
+
+    Same interface as BagWriter; ``add_topic`` and ``write`` may be called from any thread
+    (ROS callbacks) and are applied in order; creation and ``close`` errors are raised to the
+    caller.
+    """
+
+    def __init__(self, path, storage='mcap'):
+        import queue
+        import threading
+        self.path = Path(path)
+        self._queue = queue.Queue()
+        self._ready = threading.Event()
+        self._error = None
+        self._writer = None
+        self._thread = threading.Thread(target=self._run, args=(path, storage),
+                                        name='bopask-bag-writer', daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+        self.counts = self._writer.counts
+        self._known = self._writer.knows
+
+    def _run(self, path, storage):
+        try:
+            self._writer = BagWriter(path, storage)
+        except BagError as exc:
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        while True:
+            op, args, done = self._queue.get()
+            try:
+                if op == 'close':
+                    self._writer.close()
+                    done.set()
+                    return
+                getattr(self._writer, op)(*args)
+            except Exception as exc:  # noqa: BLE001 - kept for the caller of close()
+                self._error = self._error or BagError(f'{self.path}: {op} failed ({exc})')
+            if done is not None:
+                done.set()
+
+    def knows(self, msgtype):
+        """True when the typestore has a definition of ``msgtype``."""
+        return self._known(msgtype)
+
+    def add_topic(self, topic, msgtype):
+        """Register a topic (BagError for a type without a definition, raised here)."""
+        import threading
+        if not self.knows(msgtype):
+            raise BagError(f'{self.path}: no message definition for {msgtype!r} (topic '
+                           f'{topic}) in the ROS 2 Kilted typestore')
+        done = threading.Event()
+        self._queue.put(('add_topic', (topic, msgtype), done))
+        done.wait()
+
+    def set_custom_data(self, key, value):
+        """Queue a ``custom_data`` entry of the metadata."""
+        self._queue.put(('set_custom_data', (key, value), None))
+
+    def write(self, topic, t_ns, raw):
+        """Queue one CDR-serialised message."""
+        self._queue.put(('write', (topic, t_ns, bytes(raw)), None))
+
+    def close(self):
+        """Write what is queued, finish the bag; raise the first error met."""
+        import threading
+        done = threading.Event()
+        self._queue.put(('close', (), done))
+        done.wait()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
     def __enter__(self):
         """Context manager entry."""

@@ -25,8 +25,8 @@ import threading
 import time
 
 from bopask_ros import ros_common as rc
-from bopask_ros.bag_io import BagError, BagWriter, message_class, STORAGES
-from bopask_ros.ground_truth import GROUND_TRUTH_TOPIC
+from bopask_ros.bag_io import BagError, message_class, STORAGES, ThreadedBagWriter
+from bopask_ros.ground_truth import GROUND_TRUTH_TOPIC, SCHEMA
 
 DEFAULT_TOPICS = (rc.COLOR_TOPIC, rc.DEPTH_TOPIC, rc.INFO_TOPIC, rc.COMMAND_TOPIC,
                   GROUND_TRUTH_TOPIC)
@@ -60,7 +60,10 @@ class Recorder:
     def __init__(self, context, out, topics=DEFAULT_TOPICS, storage='mcap', logger=None):
         from rclpy.node import Node
         self.node = Node('bopask_recorder', context=context)
-        self.writer = BagWriter(out, storage)
+        self.writer = ThreadedBagWriter(out, storage)
+        # Says where the bag comes from (and keeps metadata.yaml's custom_data a map).
+        self.writer.set_custom_data('bopask.recorder', 'bopask record')
+        self.writer.set_custom_data('bopask.ground_truth_schema', SCHEMA)
         self.topics = list(dict.fromkeys(topics))
         self.pending = {t: KNOWN_TYPES.get(t) for t in self.topics}
         self.log = logger or (lambda text: self.node.get_logger().info(text))

@@ -1,11 +1,17 @@
 """``bopask replay BAG``: play a recorded session into the graph and score what it answers.
 
 Publishes every message of a rosbag2 directory (``bopask record`` or ``ros2 bag record``;
-MCAP or sqlite3) on its topic with the original timing, scaled by ``--rate``. The CDR bytes
-are published unchanged, so header stamps are the recorded ones; ``/clock`` follows the
-recorded log time (like ``ros2 bag play --clock``), so nodes started with
+MCAP or sqlite3) on its topic with the original timing, scaled by ``--rate``: stamped
+messages (images, camera_info, ground truth) at their capture stamp, the others (commands)
+at their receive time -- a recorder can receive big images late, after a command the live
+graph answered with them (``--reorder-window``; 0 plays in receive order like
+``ros2 bag play``). The CDR bytes are published unchanged, so header stamps are the
+recorded ones; ``/clock`` follows the play time (like ``ros2 bag play --clock``), so nodes
+started with
 ``use_sim_time:=true`` judge image age against the recording, not the wall clock. Topics
-whose message type is not importable here are skipped with a warning.
+whose message type is not importable here are skipped with a warning, and so are messages
+whose bytes are not valid CDR; recorded outputs of the nodes under test (status, keypoints,
+grasp request, markers ...) and ``/clock`` are not played.
 
 While playing it collects ``/bopask/vlm/keypoints``, ``/bopask/grasp_request`` and
 ``/bopask/status``; afterwards it scores every recorded command against the recorded ground
@@ -29,6 +35,7 @@ A truncated or corrupt bag stops the playback with an error naming the bag; the 
 what was played is still written (exit code 1).
 """
 
+import heapq
 import json
 from pathlib import Path
 import threading
@@ -43,6 +50,10 @@ from bopask_ros.ground_truth import GROUND_TRUTH_TOPIC, GroundTruthError, parse_
 
 DEFAULT_REPORT = 'replay_report.md'
 CLOCK_TOPIC = '/clock'
+GRAPH_OUTPUTS = (rc.STATUS_TOPIC, rc.KEYPOINTS_TOPIC, rc.OVERLAY_TOPIC, rc.GRASP_REQUEST_TOPIC,
+                 rc.GRASP_POSE_TOPIC, rc.WAYPOINTS_TOPIC, rc.MARKERS_TOPIC, CLOCK_TOPIC)
+'''Recorded outputs of the nodes under test (and /clock) are not played back: the replay
+publishes /clock itself and collects fresh outputs.'''
 
 
 def add_arguments(parser):
@@ -64,6 +75,9 @@ def add_arguments(parser):
     parser.add_argument('--timeout', type=float, default=60.0,
                         help='seconds to wait for the answers after the last message')
     parser.add_argument('--no-clock', action='store_true', help='do not publish /clock')
+    parser.add_argument('--reorder-window', type=float, default=3.0, metavar='S',
+                        help='play stamped messages at their stamp, reordering up to S seconds '
+                        'of the bag (default 3; 0: receive-time order like ros2 bag play)')
     parser.add_argument('args', nargs='*', metavar='name:=value',
                         help='graph arguments with --graph (as for bopask launch pick_place)')
 
@@ -107,15 +121,24 @@ class Collector:
 class Player:
     """Publishes a bag's messages with their timing; feeds a GroundTruthRuntime on the way."""
 
-    def __init__(self, node, reader, runtime=None, rate=1.0, publish_clock=True, log=print):
+    def __init__(self, node, reader, runtime=None, rate=1.0, publish_clock=True, log=print,
+                 feed_live=True, reorder_window_s=3.0, max_skew_s=10.0):
         if rate <= 0:
             raise ValueError(f'--rate must be > 0, got {rate}')
         self.node, self.reader, self.runtime = node, reader, runtime
+        self.feed_live = feed_live   # feed the runtime while playing (the in-process oracle)
         self.rate, self.log = float(rate), log
+        self.reorder_window_s, self.max_skew_s = float(reorder_window_s), float(max_skew_s)
         self.publishers, self.skipped, self.commands, self.errors = {}, [], [], []
+        self.corrupt = []
+        self.lateness_ms = []   # publish time minus the scheduled (scaled recorded) time
         self.published = 0
         for conn in reader.connections:
             if conn.topic in self.publishers or conn.topic in self.skipped:
+                continue
+            if conn.topic in GRAPH_OUTPUTS:
+                self.skipped.append(conn.topic)
+                log(f'replay: not playing {conn.topic}: an output of the graph being scored')
                 continue
             cls = message_class(conn.msgtype)
             if cls is None:
@@ -140,51 +163,104 @@ class Player:
             time.sleep(0.05)
         return False
 
-    def feed(self, topic, msgtype, raw):
+    def feed(self, topic, msg):
         """Give the ground-truth runtime the images and ground truth it needs."""
         if self.runtime is None:
             return
+        from bopask_ros.image_conversion import depth_image_to_metres, image_to_array
         try:
             if topic == GROUND_TRUTH_TOPIC:
                 self.runtime.add_ground_truth(parse_ground_truth(
-                    deserialize(raw, msgtype).data, f'{self.reader.path} [{topic}]'))
-            elif topic in (rc.COLOR_TOPIC, rc.DEPTH_TOPIC):
-                from bopask_ros.image_conversion import depth_image_to_metres, image_to_array
-                msg = deserialize(raw, msgtype)
-                stamp = rc.stamp_to_ns(msg.header.stamp)
-                if topic == rc.COLOR_TOPIC:
-                    rgb = image_to_array(msg)
-                    self.runtime.add_color(stamp, rgb[:, :, ::-1] if msg.encoding == 'bgr8'
-                                           else rgb)
-                else:
-                    self.runtime.add_depth(stamp, depth_image_to_metres(msg))
+                    msg.data, f'{self.reader.path} [{topic}]'))
+            elif topic == rc.COLOR_TOPIC:
+                rgb = image_to_array(msg)
+                self.runtime.add_color(rc.stamp_to_ns(msg.header.stamp),
+                                       rgb[:, :, ::-1] if msg.encoding == 'bgr8' else rgb)
+            elif topic == rc.DEPTH_TOPIC:
+                self.runtime.add_depth(rc.stamp_to_ns(msg.header.stamp),
+                                       depth_image_to_metres(msg))
         except (GroundTruthError, ValueError) as exc:
-            self.log(f'replay: warning: {exc}')
+            self.log(f'replay: warning: {topic}: {exc}')
+
+    def _decode(self, conn, t_ns, raw):
+        """The rclpy message, or None (warned, counted) when its bytes are not valid CDR."""
+        try:
+            return deserialize(raw, conn.msgtype)
+        except Exception as exc:  # noqa: BLE001 - rclpy raises RMWError for bad CDR
+            self.corrupt.append(f'{conn.topic} at {t_ns}')
+            self.log(f'replay: warning: {self.reader.path}: skipping a corrupt '
+                     f'{conn.msgtype} message on {conn.topic} at log time {t_ns} ({exc})')
+            return None
+
+    def play_time(self, topic, msg, log_ns):
+        """When a message is played: its capture stamp when it has one, else its log time.
+
+        Log times are receive times, and a recorder's big image messages can arrive late
+        (seconds, on a loaded machine) -- after a command that the live graph answered with
+        an earlier image. Stamped messages (header stamps; the ground truth's ``stamp_ns``)
+        therefore play at their stamp, unless it is unset or more than ``max_skew_s`` away
+        from the log time (another clock).
+        """
+        stamp = None
+        if topic == GROUND_TRUTH_TOPIC:
+            try:
+                stamp = int(json.loads(msg.data)['stamp_ns'])
+            except (ValueError, KeyError, TypeError):
+                stamp = None
+        elif hasattr(msg, 'header'):
+            stamp = rc.stamp_to_ns(msg.header.stamp)
+        if not stamp or abs(stamp - log_ns) > self.max_skew_s * 1e9:
+            return log_ns
+        return stamp
+
+    def _ordered(self):
+        """Yield (play_ns, conn, log_ns, raw, msg) in play-time order.
+
+        A heap holds ``reorder_window_s`` of the bag (by log time): enough to put late
+        images back before the commands they preceded; 0 plays in log-time order.
+        """
+        heap, seq = [], 0
+        window = int(self.reorder_window_s * 1e9)
+        for conn, t_ns, raw in self.reader.messages():
+            if conn.topic not in self.publishers:
+                continue
+            msg = self._decode(conn, t_ns, raw)
+            if msg is None:
+                continue
+            play_ns = self.play_time(conn.topic, msg, t_ns) if window > 0 else t_ns
+            heapq.heappush(heap, (play_ns, seq, conn, t_ns, raw, msg))
+            seq += 1
+            while heap and heap[0][0] <= t_ns - window:
+                item = heapq.heappop(heap)
+                yield item[0], item[2], item[3], item[4], item[5]
+        while heap:
+            item = heapq.heappop(heap)
+            yield item[0], item[2], item[3], item[4], item[5]
 
     def play(self):
         """Publish every message with its recorded timing (scaled by the rate)."""
+        from rosgraph_msgs.msg import Clock
         wall0 = t0 = None
+        clock_ns = 0
         try:
-            for conn, t_ns, raw in self.reader.messages():
-                if conn.topic not in self.publishers:
-                    continue
+            for play_ns, conn, t_ns, raw, msg in self._ordered():
                 if t0 is None:
-                    wall0, t0 = time.monotonic(), t_ns
-                delay = wall0 + (t_ns - t0) / 1e9 / self.rate - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                self.feed(conn.topic, conn.msgtype, raw)
+                    wall0, t0 = time.monotonic(), play_ns
+                # max(): a message later than the reorder window plays at once.
+                due = wall0 + max(0, play_ns - t0) / 1e9 / self.rate
+                time.sleep(max(0.0, due - time.monotonic()))
+                if self.feed_live:
+                    self.feed(conn.topic, msg)
                 if self.clock_pub is not None:
-                    from rosgraph_msgs.msg import Clock
-                    self.clock_pub.publish(Clock(clock=rc.ns_to_stamp(t_ns)))
+                    clock_ns = max(clock_ns, play_ns)   # /clock never runs backwards
+                    self.clock_pub.publish(Clock(clock=rc.ns_to_stamp(clock_ns)))
+                # The recorded bytes themselves: header stamps stay as recorded.
                 self.publishers[conn.topic].publish(bytes(raw))
+                self.lateness_ms.append(max(0.0, time.monotonic() - due) * 1000.0)
                 self.published += 1
                 if conn.topic == rc.COMMAND_TOPIC:
-                    try:
-                        text = deserialize(raw, conn.msgtype).data
-                    except Exception:  # noqa: BLE001 - a command of another type: keep going
-                        text = '?'
-                    self.commands.append({'text': text, 'log_ns': t_ns})
+                    self.commands.append({'text': str(getattr(msg, 'data', msg)),
+                                          'log_ns': t_ns})
         except BagError as exc:
             self.errors.append(str(exc))
             self.log(f'replay: error: {exc}')
@@ -197,14 +273,20 @@ class Player:
             for conn, _, raw in self.reader.messages(topics=topics):
                 if conn.topic not in self.publishers:
                     continue
-                msg = deserialize(raw, conn.msgtype)
+                try:
+                    msg = deserialize(raw, conn.msgtype)
+                except Exception:  # noqa: BLE001 - corrupt message, warned while playing
+                    continue
                 if conn.topic == GROUND_TRUTH_TOPIC:
-                    stamp = json.loads(msg.data).get('stamp_ns') if msg.data else None
+                    try:
+                        stamp = int(json.loads(msg.data)['stamp_ns'])
+                    except (ValueError, KeyError, TypeError):
+                        continue
                 else:
                     stamp = rc.stamp_to_ns(msg.header.stamp)
-                if stamp is not None and int(stamp) in stamps:
-                    self.feed(conn.topic, conn.msgtype, raw)
-        except (BagError, ValueError) as exc:
+                if stamp in stamps:
+                    self.feed(conn.topic, msg)
+        except Exception as exc:  # noqa: BLE001 - already reported while playing
             if str(exc) not in self.errors:
                 self.errors.append(str(exc))
 
@@ -238,11 +320,17 @@ def reference(runtime, payload, backend, coords, bp_params):
                  {'sim_frame': frame})
     target = lift_keypoints(answer.grasp_px, answer.waypoints_px, frame.depth_m, gt.K,
                             gt.T_base_camera, bp_params)
-    return target, gt.T_base_camera @ backend.last_grasp.T_cam
+    grasp = backend.last_grasp
+    return target, None if grasp is None else gt.T_base_camera @ grasp.T_cam
 
 
-def score(commands, collector, runtime, ref_backend, coords, bp_params, log=print):
-    """One row per recorded command (see ``replay_scoring``)."""
+def score(commands, collector, runtime, ref_backend, coords, bp_params, log=print,
+          load=None):
+    """One row per recorded command (see ``replay_scoring``).
+
+    ``load(stamps)`` puts the recorded frames of those stamps into ``runtime`` (re-read from
+    the bag, one command at a time, so long bags need no large frame history).
+    """
     lines, keypoints, requests = collector.snapshot()
     ids = scoring.command_ids(lines, 'vlm')
     base = min(ids) if ids else None
@@ -266,6 +354,8 @@ def score(commands, collector, runtime, ref_backend, coords, bp_params, log=prin
                        if runtime is None else 'keypoints message missing')
             continue
         try:
+            if load is not None:
+                load([int(keypoints[cid]['stamp_ns'])])
             target, gt_T = reference(runtime, keypoints[cid], ref_backend, coords, bp_params)
             row.update(scoring.score_command(requests[cid], target, gt_T))
             row['outcome'] = 'scored'
@@ -319,7 +409,8 @@ def start_graph(context, arguments, vlm_backend, runtime, offset_px, rotate_deg)
 
 
 def replay(bag, context, rate=1.0, graph_args=None, vlm_backend='oracle', offset_px=(0, 0),
-           rotate_deg=0.0, timeout=60.0, publish_clock=True, log=print):
+           rotate_deg=0.0, timeout=60.0, publish_clock=True, graph_wait_s=10.0, log=print,
+           reorder_window_s=3.0):
     """Replay ``bag`` and return the report dict (raises BagError when it cannot be opened)."""
     from rclpy.executors import MultiThreadedExecutor
     from rclpy.node import Node
@@ -327,20 +418,24 @@ def replay(bag, context, rate=1.0, graph_args=None, vlm_backend='oracle', offset
     from bopask_ros.replay_oracle import GroundTruthRuntime, SeededOracleBackend
     from bopask_ros.sim_runtime import set_runtime
     reader = BagReader(bag)
-    topics = {t.topic for t in reader.topics()}
-    runtime = GroundTruthRuntime() if GROUND_TRUTH_TOPIC in topics else None
+    has_gt = any(t.topic == GROUND_TRUTH_TOPIC and t.count > 0 for t in reader.topics())
+    runtime = GroundTruthRuntime(history=30) if has_gt else None
     if runtime is None:
-        log(f'replay: warning: {bag} has no {GROUND_TRUTH_TOPIC}: answers are collected but '
-            f'not scored')
+        log(f'replay: warning: {bag} has no {GROUND_TRUTH_TOPIC} messages (not a sim '
+            f'recording?): answers are collected but not scored')
     graph_args = dict(graph_args or {})
     graph = executor = None
     node = Node('bopask_replay', context=context)
     collector = Collector(node)
-    player = Player(node, reader, runtime, rate, publish_clock, log)
+    start = graph_args.pop('__start__', False)
+    player = Player(node, reader, runtime, rate, publish_clock, log,
+                    feed_live=start and vlm_backend == 'oracle',
+                    reorder_window_s=reorder_window_s)
     try:
-        if graph_args.pop('__start__', False):
+        if start:
             if vlm_backend == 'oracle' and runtime is None:
-                raise BagError(f'{bag}: the oracle backend needs {GROUND_TRUTH_TOPIC} in the bag')
+                raise BagError(f'{bag}: the oracle backend needs {GROUND_TRUTH_TOPIC} messages '
+                               f'in the bag (a sim recording); use --vlm-backend transformers')
             graph = start_graph(context, graph_args, vlm_backend, runtime, offset_px,
                                 rotate_deg)
             graph.add_node(node)
@@ -349,7 +444,7 @@ def replay(bag, context, rate=1.0, graph_args=None, vlm_backend='oracle', offset
             executor = MultiThreadedExecutor(num_threads=2, context=context)
             executor.add_node(node)
             threading.Thread(target=executor.spin, daemon=True).start()
-        if not player.wait_for_graph():
+        if not player.wait_for_graph(timeout=graph_wait_s):
             log(f'replay: warning: nothing subscribes to {rc.COMMAND_TOPIC} / the camera '
                 f'topics on ROS_DOMAIN_ID {rc.domain_id()}; is the graph running?')
         player.play()
@@ -360,10 +455,8 @@ def replay(bag, context, rate=1.0, graph_args=None, vlm_backend='oracle', offset
             vlm_p = vlm_parameters(graph_args)
             ref = SeededOracleBackend(runtime, coords=vlm_p['coords'], seed=vlm_p['oracle_seed'],
                                       max_tilt_deg=vlm_p['oracle_max_tilt_deg'])
-            _, keypoints, _ = collector.snapshot()
-            player.load([kp['stamp_ns'] for kp in keypoints.values() if 'stamp_ns' in kp])
             rows = score(player.commands, collector, runtime, ref, vlm_p['coords'],
-                         backprojection_params(graph_args), log)
+                         backprojection_params(graph_args), log, load=player.load)
         else:
             rows = score(player.commands, collector, None, None, None, None, log)
         backend = vlm_backend
@@ -372,7 +465,8 @@ def replay(bag, context, rate=1.0, graph_args=None, vlm_backend='oracle', offset
         return {
             'bag': str(bag), 'rate': rate, 'backend': backend if graph is not None else
             'external graph', 'messages_published': player.published,
-            'skipped_topics': player.skipped, 'errors': player.errors,
+            'skipped_topics': player.skipped, 'corrupt_messages': player.corrupt,
+            'errors': player.errors, 'timing': timing_summary(player.lateness_ms),
             'status': collector.snapshot()[0], 'rows': rows, 'summary': scoring.summarize(rows),
         }
     finally:
@@ -386,6 +480,15 @@ def replay(bag, context, rate=1.0, graph_args=None, vlm_backend='oracle', offset
             set_runtime(None)
             runtime.close()
         reader.close()
+
+
+def timing_summary(lateness_ms):
+    """Median / max publish lateness (ms) against the recorded timing."""
+    if not lateness_ms:
+        return {}
+    values = np.asarray(lateness_ms, dtype=float)
+    return {'median_lateness_ms': float(np.median(values)),
+            'max_lateness_ms': float(values.max())}
 
 
 def write_report(report, path):
@@ -424,7 +527,7 @@ def run(args):
         report = replay(args.bag, context, rate=args.rate, graph_args=graph_args,
                         vlm_backend=args.vlm_backend, offset_px=args.oracle_offset_px,
                         rotate_deg=args.oracle_rotate_deg, timeout=args.timeout,
-                        publish_clock=not args.no_clock)
+                        publish_clock=not args.no_clock, reorder_window_s=args.reorder_window)
     except (BagError, ValueError) as exc:
         print(f'replay: {exc}')
         return 2

@@ -456,6 +456,8 @@ def _format_report(report, extrinsic):
 def run(args):
     """Run the check; 0 within thresholds, 1 above, 2 on bad input."""
     try:
+        if args.sim_frames < 1 or args.depth_window < 1:
+            raise CalibCheckError('--sim-frames and --depth-window must be at least 1')
         if args.save_frames is not None and not args.sim:
             raise CalibCheckError('--save-frames writes simulated recordings: use it with --sim')
         try:

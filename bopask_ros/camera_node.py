@@ -46,6 +46,8 @@ class CameraNode(Node):
         if backend == 'sim':
             from bopask_ros.sim_runtime import get_runtime
             self.runtime = get_runtime(timeout=60.0)
+            from bopask_ros.ground_truth import GroundTruthPublisher  # issue 6: bag ground truth
+            self.ground_truth = GroundTruthPublisher(self, self.runtime, self.p['frame_id'])
             self.create_timer(1.0 / float(self.p['publish_rate_hz']), self.publish_sim)
         elif backend == 'realsense':
             from bopask_ros.camera_realsense import RealSenseSource
@@ -74,6 +76,7 @@ class CameraNode(Node):
         self._last_seq = frame.seq
         self.publish_arrays(frame.rgb, metres_to_depth_mm(frame.depth_m), frame.K,
                             frame.stamp_ns)
+        self.ground_truth.publish(frame)
 
     def _realsense_loop(self):
         while not self._stop.is_set() and rclpy.ok():

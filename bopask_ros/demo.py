@@ -43,7 +43,7 @@ def add_arguments(parser):
 class DemoClient:
     """A plain rclpy node: sends commands, collects status, results and overlays."""
 
-    def __init__(self, context):
+    def __init__(self, context, runtime=None):
         from rclpy.node import Node
         from sensor_msgs.msg import Image
         from std_msgs.msg import String
@@ -56,6 +56,12 @@ class DemoClient:
         self.node.create_subscription(String, rc.STATUS_TOPIC, self._on_status, 100)
         self.node.create_subscription(String, RESULT_TOPIC, self._on_result, 10)
         self.node.create_subscription(Image, rc.OVERLAY_TOPIC, self._on_overlay, 2)
+        # With the sim runtime: keep each request's keypoints and depth (re-timing offline).
+        self.runtime, self.requests, self.grasp_requests = runtime, [], []
+        if runtime is not None:
+            self.node.create_subscription(String, rc.KEYPOINTS_TOPIC, self._on_keypoints, 10)
+            self.node.create_subscription(String, rc.GRASP_REQUEST_TOPIC,
+                                          self._on_grasp_request, 10)
         self.command_pub = self.node.create_publisher(String, rc.COMMAND_TOPIC, 10)
 
     def _on_status(self, msg):
@@ -65,6 +71,17 @@ class DemoClient:
     def _on_result(self, msg):
         with self.lock:
             self.results.append(json.loads(msg.data))
+
+    def _on_keypoints(self, msg):
+        kp = json.loads(msg.data)
+        frame = self.runtime.frame_at(int(kp['stamp_ns']))
+        if frame is not None:
+            with self.lock:
+                self.requests.append((kp, frame))
+
+    def _on_grasp_request(self, msg):
+        with self.lock:
+            self.grasp_requests.append(json.loads(msg.data))
 
     def _on_overlay(self, msg):
         from bopask_ros.image_conversion import image_to_array
@@ -108,11 +125,13 @@ class DemoClient:
 def start_graph(arguments, real_time_factor):
     """Start the sim graph plus a DemoClient; return (graph, client)."""
     from bopask_ros.graph import Graph
+    # The simulator renders in software: on a loaded CPU a frame can take longer than a real
+    # camera's, so the demo allows older images than the 1 s default.
     args = {'camera_backend': 'sim', 'vlm_backend': 'oracle', 'executor_backend': 'ik',
-            'sim_node.real_time_factor': real_time_factor}
+            'sim_node.real_time_factor': real_time_factor, 'vlm_node.max_image_age_s': 2.5}
     args.update(arguments)
     graph = Graph(args).start()
-    client = DemoClient(graph.context)
+    client = DemoClient(graph.context, graph.runtime)
     graph.add_node(client.node)
     graph.spin_in_thread()
     return graph, client
@@ -159,6 +178,7 @@ def run_episode(graph, client, episode, timeout=120.0, settle_s=1.0):
         'backprojection_cpu_ms': timing.get('backprojection_cpu_ms'),
         'inference_ms': timing.get('inference_ms'),
         'seconds': time.monotonic() - t0,
+        'timing': timing,
         'status': client.new_status(mark),
         'before': client.overlay_since(mark) if client.overlay_since(mark) is not None
         else frame.rgb,

@@ -26,7 +26,7 @@ DEMO_EPISODES = (
     # (seed, obj_ids, command)
     (11, (4, 5, 21, 3), 'pick up the mustard bottle and put it next to the soup can'),
     (12, (4, 9, 21, 14), 'pick up the foam brick and put it next to the potted meat can'),
-    (13, (3, 6, 12, 4), 'put the tomato soup can next to the sugar box'),
+    (1389828892, (1, 3, 4, 21), 'put the sugar box next to the master chef can'),
 )
 '''The default demo: three scenes and commands.'''
 

@@ -11,7 +11,9 @@ minus the table height) and carried at the lift height through the points where 
 intermediate waypoints' viewing rays cross that height. Placing: the target point (the top
 of the object under the last waypoint) gives the goal; the object is put down on the table
 ``place_standoff`` from it, on the side facing the object's start (``place_point``), and
-lowered from at least ``carry_clearance`` above the target's top.
+lowered from at least ``carry_clearance`` above the target's top. The carrying height is
+tried from high (the object's bottom over the whole scene, then over the target) to low
+(``CARRY_TIERS``): the first one the arm can reach is planned.
 """
 
 from dataclasses import dataclass, field
@@ -40,7 +42,8 @@ class ExecutorParams:
     pregrasp_offset: float = 0.12
     lift_height: float = 0.15
     carry_clearance: float = 0.05
-    place_standoff: float = 0.12
+    carry_over_scene: bool = True
+    place_standoff: float = 0.13
     place_clearance: float = 0.01
     retreat_offset: float = 0.12
     cartesian_step: float = 0.03
@@ -112,27 +115,51 @@ def ray_at_height(ray, z):
     return origin + t * direction if t > 0 else None
 
 
-def cartesian_targets(T_grasp, waypoints, params, target_point=None, waypoint_rays=None):
+CARRY_TIERS = ('scene', 'target', 'lift', 'low')
+'''Carrying heights tried in order (see ``cartesian_targets``), highest first.'''
+
+
+def cartesian_targets(T_grasp, waypoints, params, target_point=None, waypoint_rays=None,
+                      skipped=None, place=None, scene_top_z=None, carry='lift'):
     """Return ``[(step name, [T, ...]), ...]`` of the TCP poses of a pick and place.
 
-    Every pose keeps the grasp orientation (top-down, fixed yaw) while carrying.
+    Every pose keeps the grasp orientation (top-down, fixed yaw) while carrying. Indices of
+    intermediate waypoints left out (outside the workspace) are appended to ``skipped``.
+    ``carry`` (one of CARRY_TIERS) sets how high the object is carried: ``'scene'`` its
+    bottom ``carry_clearance`` above the scene's highest point (``scene_top_z``; only with
+    ``carry_over_scene``), ``'target'`` above the target's top, ``'lift'`` at
+    ``lift_height`` over the grasp, rising above the target's top only over the place point,
+    ``'low'`` at ``lift_height`` all the way, coming down onto the place point from there.
     """
+    if carry not in CARRY_TIERS:
+        raise ValueError(f'carry must be one of {CARRY_TIERS}, got {carry!r}')
+    skipped = [] if skipped is None else skipped
     T_grasp = np.asarray(T_grasp, dtype=float)
     approach = T_grasp[:3, 2]
     g = T_grasp[:3, 3]
     hold_offset = max(g[2] - params.table_z, 0.0)
     T_pre = translated(T_grasp, -approach * params.pregrasp_offset)
     lift_z = g[2] + params.lift_height
-    T_lift = translated(T_grasp, [0.0, 0.0, lift_z - g[2]])
     waypoints = np.asarray(waypoints, dtype=float).reshape(-1, 3)
     target = waypoints[-1] if target_point is None else np.asarray(target_point, float)
-    place = place_point(g, target, params.place_standoff)
-    carry = []
+    place = place_point(g, target, params.place_standoff) if place is None else \
+        np.asarray(place, dtype=float)
+    over_target_z = max(lift_z, target[2] + hold_offset + params.carry_clearance)
+    if carry == 'scene' and scene_top_z is not None and params.carry_over_scene:
+        # The object's bottom above the highest thing in the scene: nothing in the way.
+        lift_z = max(over_target_z, scene_top_z + hold_offset + params.carry_clearance)
+    elif carry == 'target':
+        # The generator's path ends over the target, so the carry comes near it.
+        lift_z = over_target_z
+    T_lift = translated(T_grasp, [0.0, 0.0, lift_z - g[2]])
+    carry_poses = []
     # Skip the first waypoint (the object being held) and the last (over the target). The
     # waypoints are positions in the air: the carry pose is where a waypoint's viewing ray
     # crosses the carrying height (its surface point is only a fallback without rays).
     # A crossing outside the workspace box (a ray too shallow to meet the carrying height
-    # nearby) falls back to the surface point lifted to the carrying height.
+    # nearby) falls back to the surface point lifted to the carrying height; if that is
+    # outside too (the pixel sees the floor beyond the table), the intermediate waypoint is
+    # skipped -- only shaping the path, never a grasp or place target -- and reported.
     lo, hi = np.asarray(params.workspace_min, float), np.asarray(params.workspace_max, float)
     for i in range(1, len(waypoints) - 1):
         p = None
@@ -141,9 +168,12 @@ def cartesian_targets(T_grasp, waypoints, params, target_point=None, waypoint_ra
         if p is None or np.any(p < lo) or np.any(p > hi):
             p = waypoints[i].copy()
             p[2] = max(lift_z, p[2] + hold_offset + params.carry_clearance)
-        carry.append(make_transform(T_grasp[:3, :3], p))
+        if np.any(p < lo) or np.any(p > hi):
+            skipped.append(i)
+            continue
+        carry_poses.append(make_transform(T_grasp[:3, :3], p))
     place_z = params.table_z + hold_offset + params.place_clearance
-    above_place_z = max(lift_z, target[2] + hold_offset + params.carry_clearance)
+    above_place_z = lift_z if carry == 'low' else max(lift_z, over_target_z)
     T_above = make_transform(T_grasp[:3, :3], [place[0], place[1], above_place_z])
     T_place = make_transform(T_grasp[:3, :3], [place[0], place[1], place_z])
     T_retreat = translated(T_place, [0.0, 0.0, params.retreat_offset])
@@ -151,7 +181,7 @@ def cartesian_targets(T_grasp, waypoints, params, target_point=None, waypoint_ra
         ('pre-grasp', [T_pre]),
         ('approach', [T_grasp]),
         ('lift', [T_lift]),
-        ('waypoints', carry + [T_above]),
+        ('waypoints', carry_poses + [T_above]),
         ('place', [T_place]),
         ('retreat', [T_retreat]),
     ]
@@ -205,7 +235,8 @@ def solve_path(ik, poses, q_seed, step_name, max_jump=None, restarts=0):
 
 
 def plan_pick_place(T_grasp, waypoints, q_start, ik, params=None, target_point=None,
-                    waypoint_rays=None, width=None):
+                    waypoint_rays=None, width=None, skipped=None, place=None,
+                    scene_top_z=None):
     """Return the list of Steps of a pick and place, or raise WorkspaceError / IKError.
 
     ``ik.solve(T_base_tcp, q_seed, restarts) -> q (7,) or None``; ``ik.forward(q) -> T``
@@ -213,9 +244,13 @@ def plan_pick_place(T_grasp, waypoints, q_start, ik, params=None, target_point=N
     version whose finger line is nearer the hand's current one is planned first (less wrist
     rotation), the other only when the first has no IK solution. The hand opens to the
     grasp ``width`` plus ``open_margin`` per side (the opening the grasp was checked
-    collision-free with), or fully when ``width`` is None.
+    collision-free with), or fully when ``width`` is None. Intermediate waypoints left out
+    of the carry (see ``cartesian_targets``) are listed in ``skipped``. The carrying height
+    is the highest of ``CARRY_TIERS`` that the arm reaches (workspace box and IK), each
+    tried with both yaws; the first tier's error is raised when none works.
     """
     params = params or ExecutorParams()
+    skipped = [] if skipped is None else skipped
     T_grasp = np.asarray(T_grasp, dtype=float)
     candidates = [T_grasp, gripper.flip_about_approach(T_grasp)]
     if hasattr(ik, 'forward'):
@@ -223,18 +258,37 @@ def plan_pick_place(T_grasp, waypoints, q_start, ik, params=None, target_point=N
         if T_grasp[:3, 1] @ y_now < 0:
             candidates.reverse()
     first_error = None
-    for T in candidates:
-        targets = cartesian_targets(T, waypoints, params, target_point, waypoint_rays)
-        names = [name for name, poses in targets for _ in poses]
-        check_workspace([P[:3, 3] for _, poses in targets for P in poses], names, params)
-        try:
-            return _solve_steps(targets, q_start, ik, params, width)
-        except IKError as exc:
-            first_error = first_error or exc
+    # Carrying heights, highest first: a high carry clears the scene (a carried object swept
+    # through a tall target knocks it over), but a tall scene at the far reach can put those
+    # poses out of the arm's top-down reach; then a lower tier, both yaws each. The place
+    # point lies beside the target, free of objects, so the last tier comes down onto it
+    # from the carrying height.
+    tiers = [t for t in CARRY_TIERS if t != 'scene' or
+             (params.carry_over_scene and scene_top_z is not None)]
+    tried, solved = [], {}
+    for carry in tiers:
+        for T in candidates:
+            del skipped[:]
+            targets = cartesian_targets(T, waypoints, params, target_point, waypoint_rays,
+                                        skipped, place, scene_top_z, carry=carry)
+            key = np.array([P for _, poses in targets for P in poses])
+            if any(k.shape == key.shape and np.allclose(k, key) for k in tried):
+                continue   # a lower tier that comes out the same (a low target)
+            names = [name for name, poses in targets for _ in poses]
+            try:
+                check_workspace([P[:3, 3] for _, poses in targets for P in poses], names,
+                                params)
+                tried.append(key)
+                return _solve_steps(targets, q_start, ik, params, width, solved)
+            except (IKError, WorkspaceError) as exc:
+                first_error = first_error or exc
     raise first_error
 
 
-def _solve_steps(targets, q_start, ik, params, width=None):
+def _solve_steps(targets, q_start, ik, params, width=None, solved=None):
+    # ``solved``: IK paths (or failures) of steps already tried, by step, start and poses --
+    # the carry tiers share the pre-grasp and approach, which need not be solved again.
+    solved = {} if solved is None else solved
     opening = params.open_width if width is None else \
         min(params.open_width, float(width) + 2.0 * params.open_margin)
     steps = []
@@ -252,8 +306,17 @@ def _solve_steps(targets, q_start, ik, params, width=None):
                     dense.append(T)
                 T_prev = T
         free = name == 'pre-grasp'   # a free joint-space move from wherever the arm is
-        path = solve_path(ik, dense, q, name, None if free else params.max_joint_jump,
-                          restarts=3 if free else 0)
+        key = (name, q.tobytes(), np.array(dense).tobytes())
+        if key not in solved:
+            try:
+                solved[key] = solve_path(ik, dense, q, name,
+                                         None if free else params.max_joint_jump,
+                                         restarts=3 if free else 0)
+            except IKError as exc:
+                solved[key] = exc
+        if isinstance(solved[key], IKError):
+            raise solved[key]
+        path = solved[key]
         steps.append(Step(name, 'arm', positions=path, times=time_joint_path(path, q, params),
                           targets=list(poses)))
         q = path[-1]

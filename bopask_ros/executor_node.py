@@ -38,6 +38,7 @@ RESULT_TOPIC = '/bopask/executor/result'
 
 DEFAULTS = {
     'backend': 'ik',
+    'dry_run': False,          # plan and report (status, result, markers), send nothing
     'moveit_group': 'panda_arm',
     'base_frame': 'panda_link0',
     'controller_topic': rc.ARM_TRAJECTORY_TOPIC,
@@ -49,7 +50,8 @@ DEFAULTS = {
     'pregrasp_offset': 0.12,
     'lift_height': 0.15,
     'carry_clearance': 0.05,
-    'place_standoff': 0.12,
+    'carry_over_scene': True,
+    'place_standoff': 0.13,
     'place_clearance': 0.01,
     'retreat_offset': 0.12,
     'cartesian_step': 0.03,
@@ -191,6 +193,9 @@ class ExecutorNode(Node):
             waypoints = np.asarray(req['waypoints'], dtype=float).reshape(-1, 3)
             rays = req.get('waypoint_rays')
             rays = None if rays is None else np.asarray(rays, dtype=float).reshape(-1, 6)
+            place = req.get('place_point')
+            place = None if place is None else np.asarray(place, dtype=float).reshape(3)
+            scene_top = req.get('scene_top_z')
             target_point = req.get('target_point')
             if target_point is not None:
                 target_point = np.asarray(target_point, dtype=float).reshape(3)
@@ -221,8 +226,9 @@ class ExecutorNode(Node):
         self._set_busy(True)
         t0 = time.perf_counter()
         try:
+            skipped = []
             steps = plan_pick_place(T_grasp, waypoints, q0, self.ik, self.params, target_point,
-                                    rays, width)
+                                    rays, width, skipped, place, scene_top)
         except (WorkspaceError, IKError) as exc:
             kind = 'workspace' if isinstance(exc, WorkspaceError) else 'ik'
             self.status(f'refused command {command_id}: {exc}', 'error')
@@ -231,7 +237,15 @@ class ExecutorNode(Node):
             return
         plan_ms = (time.perf_counter() - t0) * 1000.0
         self.status(f'command {command_id}: planned {len(steps)} steps '
-                    f'({", ".join(s.name for s in steps)}) in {plan_ms:.1f} ms')
+                    f'({", ".join(s.name for s in steps)}) in {plan_ms:.1f} ms'
+                    + (f'; skipped intermediate waypoints {skipped} (outside the workspace)'
+                       if skipped else ''))
+        if self.p['dry_run']:
+            # Safety mode for bring-up: everything up to the motion, then nothing moves.
+            self.status(f'command {command_id}: dry run, nothing sent to the arm or gripper')
+            self._result(command_id, 'dry_run', f'planned {len(steps)} steps, not executed')
+            self._set_busy(False)
+            return
         req.setdefault('timing', {})['request_received'] = received
         self._worker = threading.Thread(target=self._execute, args=(req, steps, plan_ms),
                                         daemon=True)
@@ -252,7 +266,7 @@ class ExecutorNode(Node):
                 time_from_start=Duration(sec=sec, nanosec=int((t - sec) * 1e9))))
         self.traj_pub.publish(msg)
 
-    def _wait_arm(self, goal, timeout, min_time=0.0):
+    def _wait_arm(self, goal, timeout, min_time=0.0, stall_tolerance=None):
         """Wait until the arm is at ``goal``; return (reached, errors, note).
 
         Reached: every joint within ``joint_tolerance``, or -- once ``min_time`` (the
@@ -260,6 +274,8 @@ class ExecutorNode(Node):
         2 mrad in 0.3 s) within ``stall_tolerance`` of the goal: a light contact (fingers on
         the object) that a real controller's goal tolerance also accepts.
         """
+        stall_tolerance = self.p['stall_tolerance'] if stall_tolerance is None \
+            else stall_tolerance
         start = time.monotonic()
         end = start + timeout
         err = np.inf
@@ -276,7 +292,7 @@ class ExecutorNode(Node):
                 stopped = history[0][0] <= now - 0.25 and \
                     np.max(np.abs(history[0][1] - q)) < 0.002
                 if now - start > min_time and stopped and \
-                        np.max(err) < self.p['stall_tolerance']:
+                        np.max(err) < stall_tolerance:
                     return True, err, f'stopped {np.max(err):.3f} rad short of the goal'
             time.sleep(0.01)
         return False, err, ''
@@ -326,8 +342,10 @@ class ExecutorNode(Node):
                             f'{len(step.positions)} points, {step.duration:.2f} s')
                 timeout = step.duration * 3.0 + self.p['step_timeout_s']
                 t_step = time.monotonic()
+                # Placing ends when the held object touches down: any stop counts.
+                stall = np.inf if step.name == 'place' else None
                 reached, err, note = self._wait_arm(step.positions[-1], timeout,
-                                                    step.duration)
+                                                    step.duration, stall)
                 if not reached:
                     raise RuntimeError(f'arm did not reach the end of {step.name} within '
                                        f'{timeout:.0f} s (joint errors {np.round(err, 3)})')

@@ -184,17 +184,31 @@ class GroundTruthPublisher:
         self.camera_frame_id = camera_frame_id
         self.base_frame_id = base_frame_id
         self.names = load_name_table('ycbv')
+        self._facts = None
         self.pub = node.create_publisher(String, topic, 5)
+
+    def _world_facts(self):
+        """(T_world_base, {obj_id: name}, width, height) of the current world, cached per world.
+
+        Read once per world on the sim thread (MuJoCo data is not shared), not once per frame.
+        """
+        world = self.runtime.world
+        if self._facts is None or self._facts[0] is not world:
+            facts = self.runtime.call(lambda w: (w, w.T_world_base, {o.obj_id: o.name
+                                                                     for o in w.objects},
+                                                 w.width, w.height))
+            self._facts = facts
+        return self._facts[1:]
 
     def message(self, frame):
         """The ground-truth dict of a ``sim_runtime.Frame``."""
-        def scene(world):
-            # The base pose and names are read on the sim thread (MuJoCo data is not shared).
-            return world.T_world_base, {o.obj_id: o.name for o in world.objects}, \
-                world.width, world.height
-        T_world_base, names, width, height = self.runtime.call(scene)
+        from bopask_gen.sim.assets import YCBV_OBJECTS
+        T_world_base, names, width, height = self._world_facts()
+        names = {oid: names.get(oid, YCBV_OBJECTS.get(oid, f'obj_{oid:06d}'))
+                 for oid, _ in frame.object_poses}
         state = self.runtime.joint_state()
-        aliases = {oid: list(self.names.aliases(oid)) for oid, _ in frame.object_poses}
+        aliases = {oid: list(self.names.aliases(oid)) if self.names.has(oid) else []
+                   for oid, _ in frame.object_poses}
         return build_ground_truth(
             frame.stamp_ns, frame.K, width, height, frame.T_world_camera, T_world_base,
             frame.object_poses, names,

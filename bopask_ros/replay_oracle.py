@@ -27,7 +27,7 @@ import zlib
 
 import numpy as np
 
-from bopask_ros.vlm_oracle import OracleBackend, OracleError
+from bopask_ros.vlm_oracle import OracleBackend
 
 
 class GroundTruthRuntime:
@@ -177,11 +177,9 @@ class SeededOracleBackend(OracleBackend):
 
     name = 'oracle'
 
-    def __init__(self, runtime, coords='pixel', seed=0, max_tilt_deg=35.0, offset_px=(0, 0),
-                 rotate_deg=0.0, **kwargs):
-        super().__init__(runtime, coords=coords, seed=seed, max_tilt_deg=max_tilt_deg,
-                         **kwargs)
-        self.seed = int(seed)
+    def __init__(self, runtime, offset_px=(0, 0), rotate_deg=0.0, **kwargs):
+        super().__init__(runtime, **kwargs)
+        self.seed = int(kwargs.get('seed', 0))
         self.offset_px = np.asarray(offset_px, dtype=float).reshape(2)
         self.rotate_deg = float(rotate_deg)
         self.last_grasp = None
@@ -200,19 +198,15 @@ class SeededOracleBackend(OracleBackend):
         return super().answer(image_rgb, question, request)
 
     def grasp_points(self, scene, obj):
-        """OracleBackend's grasp choice (kept here to remember the grasp), perturbed."""
+        """OracleBackend's grasp (remembered in ``last_grasp``), perturbed."""
         from bopask_gen.generator.grasps import top_grasps
-        grasps = top_grasps(scene, obj, self.rng, k=self.grasp_candidates)
-        if not grasps:
-            raise OracleError('the generator finds no collision-free grasp of the object')
-        down = -scene.up_cam
-        chosen = grasps[0]
-        for g in grasps:
-            if np.arccos(np.clip(g.T_cam[:3, 2] @ down, -1.0, 1.0)) <= self.max_tilt:
-                chosen = g
-                break
-        self.last_grasp = chosen
-        return perturb_points(chosen.keypoints_px, self.offset_px, self.rotate_deg)
+        pts = super().grasp_points(scene, obj)
+        # Which generator grasp that was: the candidates and their collision checks are
+        # cached per scene, so asking again draws nothing from the rng.
+        self.last_grasp = next((g for g in top_grasps(scene, obj, self.rng,
+                                                      k=self.grasp_candidates)
+                                if np.allclose(g.keypoints_px, pts)), None)
+        return perturb_points(pts, self.offset_px, self.rotate_deg)
 
     def trajectory_points(self, scene, obj_a, obj_b):
         """OracleBackend's path, shifted by ``offset_px``."""

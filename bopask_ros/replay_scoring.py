@@ -147,10 +147,17 @@ def render_markdown(report):
     lines = [f'# bopask replay: {report["bag"]}', '',
              f'- backend: {report.get("backend", "?")}; rate {report.get("rate", 1.0):g}; '
              f'{report.get("messages_published", 0)} messages published, '
-             f'{len(report.get("skipped_topics", []))} topics skipped',
+             f'{len(report.get("skipped_topics", []))} topics skipped '
+             f'{report.get("skipped_topics", [])}, '
+             f'{len(report.get("corrupt_messages", []))} corrupt messages skipped',
              f'- commands {s["commands"]}: scored {s["scored"]}, refused {s["refusals"]} '
              f'(parse failures {s["parse_failures"]}), no answer {s["no_answer"]}, '
              f'no reference {s["no_reference"]}']
+    timing = report.get('timing') or {}
+    if timing:
+        lines.append(f'- playback lateness vs the recorded timing: median '
+                     f'{timing["median_lateness_ms"]:.1f} ms, '
+                     f'max {timing["max_lateness_ms"]:.1f} ms')
     for err in report.get('errors', []):
         lines.append(f'- ERROR: {err}')
     lines += ['', '| metric | median | mean | max |', '|---|---|---|---|']

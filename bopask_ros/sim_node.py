@@ -23,7 +23,7 @@ DEFAULTS = {
     'n_objects_min': 3,
     'n_objects_max': 5,
     'real_time_factor': 1.0,
-    'camera_rate_hz': 5.0,
+    'camera_rate_hz': 2.0,
     'joint_state_rate_hz': 50.0,
     'controller_topic': rc.ARM_TRAJECTORY_TOPIC,
     'gripper_topic': rc.GRIPPER_TOPIC,

@@ -48,7 +48,7 @@ DEFAULTS = {
     'device': 'auto',
     'max_image_age_s': 1.0,
     'oracle_seed': 0,
-    'oracle_max_tilt_deg': 35.0,
+    'oracle_max_tilt_deg': 60.0,
     'scripted_answers': [''],
 }
 

@@ -9,8 +9,9 @@ written with ``core.answer_format.format_points`` and the vlm node parses them w
 status lines name it ``oracle``.
 
 Grasp choice: among the generator's top collision-free grasps, the one whose approach is
-nearest straight down (the robot grasps from above; ties keep the generator's ranking),
-provided it is within ``max_tilt_deg``; else the generator's best one.
+nearest straight down (the robot grasps from above; ties keep the generator's ranking). If
+even that one is tilted more than ``max_tilt_deg`` the oracle refuses (a model trained for
+this robot would be asked for top-down grasps; a side grasp would be executed wrongly).
 """
 
 import itertools
@@ -56,14 +57,15 @@ class OracleBackend:
 
     name = 'oracle'
 
-    def __init__(self, runtime, coords='pixel', seed=0, max_tilt_deg=35.0, workdir=None,
-                 grasp_candidates=10):
+    def __init__(self, runtime, coords='pixel', seed=0, max_tilt_deg=60.0, workdir=None,
+                 grasp_candidates=10, path_attempts=3):
         from bopask_gen.generator.names import load_name_table
         self.runtime = runtime
         self.coords = coords
         self.rng = np.random.default_rng(seed)
         self.max_tilt = np.deg2rad(max_tilt_deg)
         self.grasp_candidates = int(grasp_candidates)
+        self.path_attempts = int(path_attempts)
         self.names = load_name_table('ycbv')
         self._dir = Path(workdir or tempfile.mkdtemp(prefix='bopask_oracle_'))
         self._scene_ids = itertools.count()
@@ -128,16 +130,25 @@ class OracleBackend:
         down = -scene.up_cam
         tilts = [np.arccos(np.clip(g.T_cam[:3, 2] @ down, -1.0, 1.0)) for g in grasps]
         best = int(np.argmin(np.round(tilts, 3)))   # first of the least tilted
-        return grasps[best].keypoints_px if tilts[best] <= self.max_tilt else \
-            grasps[0].keypoints_px
+        if tilts[best] > self.max_tilt:
+            raise OracleError(f"the generator's grasps of the object all approach from the "
+                              f'side (least tilt {np.degrees(tilts[best]):.0f} deg > '
+                              f'{np.degrees(self.max_tilt):.0f} deg); this robot grasps from '
+                              f'above')
+        return grasps[best].keypoints_px
 
     def trajectory_points(self, scene, obj_a, obj_b):
         """(M, 2) pixels of the generator's path from A to B; raise OracleError if none."""
         from bopask_gen.generator.trajectory import plan_trajectory
-        path = plan_trajectory(scene, obj_a, obj_b, self.rng)
-        if path is None or len(path) < 2:
-            raise OracleError('the generator finds no collision-free path between the objects')
-        return project_points(path, scene.K)
+        # The generator's RRT has a time cap, so a loaded machine can miss a path that
+        # exists: ask again (fresh random draws) before giving up.
+        for _ in range(self.path_attempts):
+            # The robot needs a free 3D path; the image-metric rule is for datasets.
+            path = plan_trajectory(scene, obj_a, obj_b, self.rng, clear_of_masks=False)
+            if path is not None and len(path) >= 2:
+                return project_points(path, scene.K)
+        raise OracleError(f'the generator finds no collision-free path between the objects '
+                          f'({self.path_attempts} attempts)')
 
     def answer(self, image_rgb, question, request):
         """Return the model text answering ``request['task']`` for the request's frame."""

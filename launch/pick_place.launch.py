@@ -5,7 +5,13 @@ Standard ROS 2 launch file (needs a ROS install with launch_ros; without ROS use
 
     ros2 launch bopask_ros pick_place.launch.py camera_backend:=realsense \\
         vlm_backend:=transformers model_path:=/models/qwen2.5-vl-3b-bopask \\
-        executor_backend:=moveit
+        executor_backend:=ik dry_run:=true
+
+``camera_backend:=external`` starts no camera node: realsense-ros (``rs_launch.py`` with
+``align_depth.enable:=true``) publishes the same topics. Outside the simulator the camera
+extrinsic of ``config/extrinsics.yaml`` is published as a static transform (base frame ->
+camera optical frame) unless ``publish_extrinsics:=false`` (e.g. a hand-eye calibration
+package publishes it).
 
 With ``camera_backend:=sim`` the MuJoCo world is the robot and the camera; the sim node,
 the sim camera and the oracle share that world in-process, so the whole graph runs as one
@@ -33,36 +39,63 @@ def _nodes(context):
     vlm = LaunchConfiguration('vlm_backend').perform(context)
     model_path = LaunchConfiguration('model_path').perform(context)
     executor = LaunchConfiguration('executor_backend').perform(context)
+    dry_run = LaunchConfiguration('dry_run').perform(context).lower() == 'true'
     if camera == 'sim':
-        return [Node(package=PACKAGE, executable='bopask_graph', name='bopask_graph',
-                     output='screen',
+        # One process holds several nodes: no name= (it would rename all of them).
+        return [Node(package=PACKAGE, executable='bopask_graph', output='screen',
                      arguments=[f'config:={config}', 'camera_backend:=sim',
                                 f'vlm_backend:={vlm}', f'model_path:={model_path}',
-                                f'executor_backend:={executor}'])]
+                                f'executor_backend:={executor}',
+                                f'executor_node.dry_run:={str(dry_run).lower()}'])]
     files = [config, extrinsics]
-    return [
-        Node(package=PACKAGE, executable='camera_node', name='camera_node', output='screen',
-             parameters=files + [{'backend': camera}]),
+    nodes = [
         Node(package=PACKAGE, executable='vlm_node', name='vlm_node', output='screen',
              parameters=files + [{'backend': vlm, 'model_path': model_path}]),
         Node(package=PACKAGE, executable='backprojection_node', name='backprojection_node',
              output='screen', parameters=files),
         Node(package=PACKAGE, executable='executor_node', name='executor_node',
-             output='screen', parameters=files + [{'backend': executor}]),
+             output='screen', parameters=files + [{'backend': executor, 'dry_run': dry_run}]),
     ]
+    if camera != 'external':
+        nodes.append(Node(package=PACKAGE, executable='camera_node', name='camera_node',
+                          output='screen', parameters=files + [{'backend': camera}]))
+    if LaunchConfiguration('publish_extrinsics').perform(context).lower() == 'true':
+        nodes.append(_extrinsics_publisher(extrinsics, config))
+    return nodes
+
+
+def _extrinsics_publisher(extrinsics_file, config_file):
+    """Publish config/extrinsics.yaml as the static transform base -> camera optical frame."""
+    import yaml
+
+    with open(extrinsics_file) as f:
+        ext = yaml.safe_load(f)['/**']['ros__parameters']['extrinsic']
+    with open(config_file) as f:
+        frames = yaml.safe_load(f)['backprojection_node']['ros__parameters']
+    x, y, z = (str(v) for v in ext['translation'])
+    qx, qy, qz, qw = (str(v) for v in ext['rotation_xyzw'])
+    return Node(package='tf2_ros', executable='static_transform_publisher',
+                name='camera_extrinsics', output='screen',
+                arguments=['--x', x, '--y', y, '--z', z, '--qx', qx, '--qy', qy, '--qz', qz,
+                           '--qw', qw, '--frame-id', frames['base_frame'],
+                           '--child-frame-id', frames['camera_frame']])
 
 
 def generate_launch_description():
-    """Launch arguments: camera/vlm/executor backends, model path, parameter file."""
+    """Launch arguments: backends, model path, parameter file, dry run, extrinsics."""
     return LaunchDescription([
         DeclareLaunchArgument('camera_backend', default_value='realsense',
-                              description='realsense | sim'),
+                              description='realsense | sim | external'),
         DeclareLaunchArgument('vlm_backend', default_value='transformers',
                               description='transformers | oracle (sim only) | scripted'),
         DeclareLaunchArgument('model_path', default_value='',
                               description='local Hugging Face VLM directory (transformers)'),
-        DeclareLaunchArgument('executor_backend', default_value='moveit',
-                              description='moveit (moveit_py) | ik (mink)'),
+        DeclareLaunchArgument('executor_backend', default_value='ik',
+                              description='ik (mink) | moveit (moveit_py)'),
+        DeclareLaunchArgument('dry_run', default_value='false',
+                              description='true | false'),
+        DeclareLaunchArgument('publish_extrinsics', default_value='true',
+                              description='true | false'),
         DeclareLaunchArgument('config', default_value='',
                               description='parameter YAML (default: config/pick_place.yaml)'),
         OpaqueFunction(function=_nodes),

@@ -51,8 +51,8 @@ def render_depth(T_bc):
     return t.reshape(H, W)
 
 
-def box_grasp_pixels(T_bc, depth_below_top=0.02, width=0.06):
-    y = np.array([0.0, 1.0, 0.0])
+def box_grasp_pixels(T_bc, depth_below_top=0.02, width=0.06, yaw=np.pi / 2):
+    y = np.array([np.cos(yaw), np.sin(yaw), 0.0])
     z = np.array([0.0, 0.0, -1.0])
     centre = (BOX_LO + BOX_HI) / 2
     T = make_transform(np.stack([np.cross(y, z), y, z], axis=1),
@@ -71,7 +71,7 @@ def test_top_down_grasp_on_a_box(T_bc):
     np.testing.assert_allclose(target.position, T_true[:3, 3], atol=0.004)
     np.testing.assert_allclose(target.approach, [0.0, 0.0, -1.0], atol=1e-9)
     assert abs(target.T_base_tcp[:3, 1] @ [0.0, 1.0, 0.0]) > 0.995   # finger line along y
-    assert 0.05 < target.width < 0.065
+    assert target.width == pytest.approx(0.06, abs=0.003)
     assert target.waypoints.shape == (2, 3) and target.waypoint_rays.shape == (2, 6)
     # Each ray starts at the camera and passes through its waypoint's surface point.
     for ray, p in zip(target.waypoint_rays, target.waypoints):
@@ -80,13 +80,23 @@ def test_top_down_grasp_on_a_box(T_bc):
         np.testing.assert_allclose(along / np.linalg.norm(along), ray[3:], atol=1e-6)
 
 
+@pytest.mark.parametrize('yaw_deg', [0.0, 35.0, 60.0, 120.0])
+def test_finger_line_yaw_is_exact_for_any_direction(T_bc, yaw_deg):
+    # A finger line running along the image's vertical is where a constant-depth lift
+    # would tilt it; the tips are lifted to the TCP's height instead.
+    depth = render_depth(T_bc)
+    uv, T_true = box_grasp_pixels(T_bc, yaw=np.deg2rad(yaw_deg), width=0.07)
+    target = lift_keypoints(uv, uv[:2], depth, K, T_bc)
+    assert abs(target.T_base_tcp[:3, 1] @ T_true[:3, 1]) > np.cos(np.deg2rad(1.5))
+    assert target.width == pytest.approx(0.07, abs=0.004)
+
+
 def test_target_point_is_the_object_under_the_goal(T_bc):
     depth = render_depth(T_bc)
     goal = project_points(transform_points(invert_transform(T_bc), [[0.5, 0.05, 0.2]]), K)[0]
     point, found = target_below(goal, depth, K, T_bc)
     assert found
-    assert np.all(point[:2] > BOX_LO[:2] - 0.01) and np.all(point[:2] < BOX_HI[:2] + 0.01)
-    assert abs(point[2] - BOX_HI[2]) < 0.01
+    np.testing.assert_allclose(point, [0.5, 0.05, BOX_HI[2]], atol=0.004)   # top centre
 
 
 def test_no_valid_depth_is_refused(T_bc):
@@ -117,3 +127,33 @@ def test_degenerate_finger_line_is_refused(T_bc):
         lift_keypoints(uv, uv[:2], depth, K, T_bc)
     with pytest.raises(BackprojectionError, match='5 keypoints'):
         lift_keypoints(uv[:4], uv[:2], depth, K, T_bc)
+
+
+def test_place_spot_avoids_other_objects():
+    from bopask_ros.backprojection import free_place
+    params = BackprojectionParams(place_standoff=0.13, place_clear_radius=0.05)
+    target, start = np.array([0.6, 0.0, 0.1]), np.array([0.3, 0.0])
+    ring = [[0.6 + 0.03 * np.cos(a), 0.03 * np.sin(a), 0.1] for a in np.linspace(0, 6, 12)]
+    mover = [[0.3, 0.0, 0.05]]                       # the object being moved: ignored
+    spot = free_place(target, start, np.array(ring + mover), params)
+    np.testing.assert_allclose(spot, [0.47, 0.0, 0.1], atol=1e-9)   # toward the start
+    blocker = [[0.47, 0.0, 0.05]]                    # something stands there already
+    spot = free_place(target, start, np.array(ring + mover + blocker), params)
+    assert np.linalg.norm(spot[:2] - target[:2]) == pytest.approx(0.13)
+    assert np.linalg.norm(spot[:2] - [0.47, 0.0]) > 0.05
+    crowd = [[0.6 + 0.13 * np.cos(a), 0.13 * np.sin(a), 0.05]
+             for a in np.linspace(0, 2 * np.pi, 64)]
+    assert free_place(target, start, np.array(crowd), params) is None
+
+
+def test_target_crowded_on_all_sides_is_refused(T_bc):
+    depth = render_depth(T_bc)
+    # Grasp something on the table away from the box; the box is the target.
+    fy, fz = np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, -1.0])
+    T = make_transform(np.stack([np.cross(fy, fz), fy, fz], axis=1), [0.4, -0.15, 0.02])
+    uv = project_points(transform_points(invert_transform(T_bc),
+                                         gripper.grasp_keypoints(T, 0.05)), K)
+    goal = project_points(transform_points(invert_transform(T_bc), [[0.5, 0.05, 0.2]]), K)
+    params = BackprojectionParams(place_standoff=0.02)   # every spot would be on the box
+    with pytest.raises(BackprojectionError, match='no free spot'):
+        lift_keypoints(uv, np.vstack([uv[:1], goal]), depth, K, T_bc, params)

@@ -224,6 +224,8 @@ def test_cli_reports_bad_input_with_exit_code_2(tmp_path, capsys):
     rc = main(['calib-check', '--frames', 'f.yaml', '--save-frames', str(tmp_path / 'x')])
     assert rc == 2
     assert 'use it with --sim' in capsys.readouterr().err
+    assert main(['calib-check', '--sim', '--sim-frames', '0', '--extrinsics', str(ext)]) == 2
+    assert 'at least 1' in capsys.readouterr().err
 
 
 def test_sim_camera_that_sees_no_object_is_refused(tmp_path, capsys):

@@ -78,3 +78,20 @@ def test_outside_workspace_is_refused_before_ik(ik):
     T = top_down(0.95, 0.0, 0.05)
     with pytest.raises(WorkspaceError, match='pre-grasp'):
         plan_pick_place(T, [[0.5, 0.0, 0.1], [0.5, 0.1, 0.1]], robot.HOME_Q, ik)
+
+
+def test_carry_height_falls_back_to_a_reachable_tier(ik):
+    T = top_down(0.45, -0.1, 0.1)
+    waypoints = np.array([[0.45, -0.1, 0.12], [0.5, 0.0, 0.2], [0.55, 0.1, 0.2]])
+    target, place = [0.55, 0.12, 0.2], [0.45, 0.05, 0.2]
+    # Reachable: the object's bottom is carried above the scene's highest point.
+    steps = plan_pick_place(T, waypoints, robot.HOME_Q, ik, ExecutorParams(),
+                            target_point=target, place=place, scene_top_z=0.3)
+    lift = [s for s in steps if s.name == 'lift'][0]
+    assert lift.targets[-1][2, 3] == pytest.approx(0.3 + 0.1 + 0.05)
+    # A scene top that would carry the hand out of the workspace box: a lower carry is
+    # planned (over the target's top), not a refusal.
+    steps = plan_pick_place(T, waypoints, robot.HOME_Q, ik, ExecutorParams(),
+                            target_point=target, place=place, scene_top_z=0.6)
+    lift = [s for s in steps if s.name == 'lift'][0]
+    assert lift.targets[-1][2, 3] == pytest.approx(0.2 + 0.1 + 0.05)

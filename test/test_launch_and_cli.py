@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bopask_ros import ros_common as rc
-from bopask_ros.graph import NODES, node_parameters, parse_assignments, resolve
+from bopask_ros.graph import node_parameters, NODES, parse_assignments, resolve
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -19,12 +19,17 @@ def test_launch_file_declares_the_arguments_and_existing_executables():
                 if isinstance(node, ast.Call) and getattr(node.func, 'id', '') ==
                 'DeclareLaunchArgument'}
     assert declared == {'camera_backend', 'vlm_backend', 'model_path', 'executor_backend',
-                        'config'}
+                        'config', 'dry_run', 'publish_extrinsics'}
+    # Our own executables (tf2_ros' static_transform_publisher is another package's).
     executables = {kw.value.value for node in ast.walk(tree) if isinstance(node, ast.Call)
-                   for kw in node.keywords if kw.arg == 'executable'}
+                   for kw in node.keywords if kw.arg == 'executable'
+                   and not any(k.arg == 'package' and isinstance(k.value, ast.Constant)
+                               for k in node.keywords)}
     setup = (REPO / 'setup.py').read_text()
+    node_modules = setup.split('NODE_MODULES = (', 1)[1].split(')', 1)[0]
     for exe in executables:
-        assert f"'{exe} = bopask_ros." in setup, exe
+        assert f"'{exe}'" in node_modules, exe     # ros2 run executables of setup.py
+        assert (REPO / 'bopask_ros' / f'{exe}.py').is_file(), exe
     assert 'generate_launch_description' in {f.name for f in tree.body
                                              if isinstance(f, ast.FunctionDef)}
 

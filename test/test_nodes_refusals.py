@@ -204,3 +204,20 @@ def test_ik_failure(graph):
     line = probe.wait_status('refused command 8', start)
     assert 'IK failed for pre-grasp' in line
     assert_arm_still(probe)
+
+
+def test_dry_run_plans_but_sends_nothing(graph):
+    from std_msgs.msg import String
+    nodes, probe = graph
+    start = len(probe.status)
+    nodes['executor'].p['dry_run'] = True
+    try:
+        # A reachable pick in front of the robot: planned, reported, not executed.
+        probe.wait_subscribers(rc.GRASP_REQUEST_TOPIC, String).publish(
+            String(data=grasp_request(9, [0.5, 0.0, 0.05], [0.5, 0.2, 0.05])))
+        line = probe.wait_status('command 9: dry run', start)
+        assert 'nothing sent' in line
+        assert any('command 9: planned' in s for s in probe.status[start:])
+        assert_arm_still(probe)
+    finally:
+        nodes['executor'].p['dry_run'] = False

@@ -10,7 +10,7 @@ import open3d as o3d
 import pytest
 
 from bopask_gen.core.bop import BopDataset
-from bopask_gen.core.bop_writer import depth_to_raw, gt_info_entry, mask_bbox
+from bopask_gen.core.bop_writer import BopSceneWriter, depth_to_raw, gt_info_entry, mask_bbox
 from bopask_gen.core.camera import project_points
 from bopask_gen.core.errors import BopFormatError
 from bopask_gen.core.transforms import transform_points
@@ -159,3 +159,24 @@ def test_build_runs_on_synthetic_data(synth_dir, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     shards = list((tmp_path / 'qa' / 'data').glob('*.jsonl'))
     assert shards and shards[0].read_text().strip()
+
+
+def test_scene_writer_replaces_a_scene_and_refuses_bad_images(tmp_path):
+    rgb = np.zeros((4, 5, 3), np.uint8)
+    depth = np.full((4, 5), 0.5)
+    mask = np.ones((4, 5), bool)
+    inst = [{'obj_id': 3, 'T_m2c': np.eye(4), 'mask': mask, 'mask_visib': mask}]
+    with BopSceneWriter(tmp_path, 'train', 0) as w:
+        for im_id in range(3):
+            w.add_frame(im_id, rgb, depth, np.eye(3), np.eye(4), inst)
+    with BopSceneWriter(tmp_path, 'train', 0) as w:
+        w.add_frame(0, rgb, depth, np.eye(3), None, inst)
+        with pytest.raises(ValueError, match='uint8'):
+            w.add_frame(1, rgb.astype(float), depth, np.eye(3), None, inst)
+        with pytest.raises(ValueError, match='depth shape'):
+            w.add_frame(1, rgb, depth[:2], np.eye(3), None, inst)
+    scene = tmp_path / 'train' / '000000'
+    assert sorted(p.name for p in (scene / 'rgb').iterdir()) == ['000000.png']
+    assert sorted(p.name for p in (scene / 'mask_visib').iterdir()) == ['000000_000000.png']
+    frame = BopDataset(tmp_path).scene('train', 0).frame(0)
+    assert frame.T_w2c is None and frame.depth_m()[0, 0] == pytest.approx(0.5)

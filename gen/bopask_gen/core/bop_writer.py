@@ -17,6 +17,7 @@ a half-written file under the final name.
 import json
 import os
 from pathlib import Path
+import shutil
 
 import cv2
 import numpy as np
@@ -148,9 +149,11 @@ class BopSceneWriter:
     """Accumulates the frames of one scene; :meth:`close` writes its three JSON files."""
 
     def __init__(self, root, split, scene_id, depth_scale=DEFAULT_DEPTH_SCALE):
-        """Create ``root/split/{scene_id:06d}`` (an existing scene folder is overwritten)."""
+        """Create ``root/split/{scene_id:06d}``; an existing scene's images are replaced."""
         self.dir = Path(root) / split / f'{int(scene_id):06d}'
         for sub in ('rgb', 'depth', 'mask', 'mask_visib'):
+            # Stale images of an earlier, longer run would otherwise outlive its JSON.
+            shutil.rmtree(self.dir / sub, ignore_errors=True)
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         self.depth_scale = float(depth_scale)
         self.max_depth_m = np.iinfo(np.uint16).max * self.depth_scale / M_TO_MM

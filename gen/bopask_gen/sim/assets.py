@@ -54,8 +54,6 @@ YCBV_COLOURS = {
 }
 '''Flat render colours (RGB 0..1) roughly matching each object's dominant colour.'''
 
-PANDA_JOINT_NAMES = tuple(f'panda_joint{i}' for i in range(1, 8))
-PANDA_FINGER_JOINT_NAMES = ('hand_panda_finger_joint1', 'hand_panda_finger_joint2')
 
 
 def panda_asset_dir():

@@ -5,6 +5,7 @@ inside or the gap under a drill's handle, so the fingers of a grasp that is righ
 real shape would land on air-filled hull. Objects therefore collide through a set of convex
 parts from CoACD (approximate convex decomposition) and render through their real mesh.
 
+Handled, hollow or scissor-like YCB-V objects (``YCBV_FINE``) use finer settings.
 Decomposing takes seconds to a minute per object, so the 21 YCB-Video objects ship
 precomputed in ``data/sim/ycbv_coacd.npz`` (regenerate with
 ``python -m bopask_gen.sim.collision``); other meshes are decomposed on first use and cached
@@ -27,6 +28,12 @@ COACD_PARAMS = dict(threshold=0.06, max_convex_hull=12, preprocess_resolution=30
                     resolution=500, mcts_iterations=40, mcts_nodes=10, mcts_max_depth=2,
                     max_ch_vertex=64, seed=0)
 '''CoACD settings: concavity threshold 0.06, at most 12 parts of at most 64 vertices.'''
+FINE_COACD_PARAMS = dict(COACD_PARAMS, threshold=0.03, max_convex_hull=32,
+                         preprocess_resolution=40, resolution=1000, mcts_iterations=60,
+                         mcts_nodes=15)
+'''Finer settings for objects whose handles, rims and gaps take grasps.'''
+YCBV_FINE = (11, 12, 13, 14, 15, 17, 19, 20)
+'''Pitcher, bleach, bowl, mug, drill, scissors and clamps: decomposed with the fine settings.'''
 
 
 def _cache_dir():
@@ -34,8 +41,11 @@ def _cache_dir():
     return Path(root) / 'coacd'
 
 
-def decompose(vertices, faces):
-    """Convex parts of a mesh (metres): a list of (vertices (N, 3), faces (M, 3)) arrays."""
+def decompose(vertices, faces, params=None):
+    """Convex parts of a mesh (metres): a list of (vertices (N, 3), faces (M, 3)) arrays.
+
+    ``params`` are CoACD settings (default COACD_PARAMS).
+    """
     # open3d must be loaded before coacd: coacd's bundled libraries break a later
     # `import open3d` in the same process (ImportError: std::bad_cast).
     import open3d as o3d
@@ -50,7 +60,7 @@ def decompose(vertices, faces):
     if len(faces) > DECIMATE_FACES:
         mesh = mesh.simplify_quadric_decimation(DECIMATE_FACES)
     parts = coacd.run_coacd(coacd.Mesh(np.asarray(mesh.vertices), np.asarray(mesh.triangles)),
-                            **COACD_PARAMS)
+                            **(params or COACD_PARAMS))
     return [(np.asarray(v, dtype=np.float32), np.asarray(f, dtype=np.int32)) for v, f in parts]
 
 
@@ -116,7 +126,8 @@ def write_ycbv_parts(path=DATA_FILE, obj_ids=None):
     arrays = {}
     for oid in tqdm(sorted(obj_ids or YCBV_OBJECTS), desc='CoACD', unit='obj'):
         mesh = object_mesh(oid)
-        arrays.update(_pack(decompose(mesh.vertices, mesh.faces), f'{oid}_'))
+        params = FINE_COACD_PARAMS if oid in YCBV_FINE else COACD_PARAMS
+        arrays.update(_pack(decompose(mesh.vertices, mesh.faces, params), f'{oid}_'))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f'.{path.stem}.tmp.npz')
