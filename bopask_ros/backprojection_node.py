@@ -17,7 +17,6 @@ import json
 import time
 
 import numpy as np
-import rclpy
 from rclpy.node import Node
 
 from bopask_gen.core.transforms import (
@@ -232,15 +231,7 @@ class BackprojectionNode(Node):
 
 def main(args=None):
     """Run the node alone (``ros2 run bopask_ros backprojection_node``)."""
-    rclpy.init(args=args)
-    node = BackprojectionNode()
-    try:
-        rclpy.spin(node)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    rc.spin_node(BackprojectionNode, args)
 
 
 if __name__ == '__main__':

@@ -99,15 +99,7 @@ class CameraNode(Node):
 
 def main(args=None):
     """Run the node alone (``ros2 run bopask_ros camera_node``)."""
-    rclpy.init(args=args)
-    node = CameraNode()
-    try:
-        rclpy.spin(node)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    rc.spin_node(CameraNode, args)
 
 
 if __name__ == '__main__':

@@ -26,7 +26,6 @@ import threading
 import time
 
 import numpy as np
-import rclpy
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile
 
@@ -364,15 +363,7 @@ class ExecutorNode(Node):
 
 def main(args=None):
     """Run the node alone (``ros2 run bopask_ros executor_node``)."""
-    rclpy.init(args=args)
-    node = ExecutorNode()
-    try:
-        rclpy.spin(node)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    rc.spin_node(ExecutorNode, args)
 
 
 if __name__ == '__main__':

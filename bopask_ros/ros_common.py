@@ -158,3 +158,21 @@ def wall_time():
 def domain_id():
     """The ROS_DOMAIN_ID in use (0 when unset)."""
     return int(os.environ.get('ROS_DOMAIN_ID', '0') or 0)
+
+
+def spin_node(node_class, args=None, multithreaded=False):
+    """Body of every node's ``main``: init rclpy, spin one node until Ctrl-C, clean up."""
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+
+    rclpy.init(args=args)
+    node = node_class()
+    executor = MultiThreadedExecutor() if multithreaded else SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()

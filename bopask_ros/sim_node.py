@@ -10,7 +10,6 @@ base frame), so the static transform the backprojection uses is the simulator's 
 """
 
 import numpy as np
-import rclpy
 from rclpy.node import Node
 
 from bopask_gen.core.transforms import transform_from_xyz_quat_xyzw
@@ -120,15 +119,7 @@ class SimNode(Node):
 
 def main(args=None):
     """Run the node alone (``ros2 run bopask_ros sim_node``; no sim camera elsewhere then)."""
-    rclpy.init(args=args)
-    node = SimNode()
-    try:
-        rclpy.spin(node)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    rc.spin_node(SimNode, args)
 
 
 if __name__ == '__main__':

@@ -20,9 +20,7 @@ Commands arriving while one is being answered or executed are rejected (not queu
 import itertools
 import threading
 
-import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile
 
@@ -188,17 +186,7 @@ class VlmNode(Node):
 
 def main(args=None):
     """Run the node alone (``ros2 run bopask_ros vlm_node``)."""
-    rclpy.init(args=args)
-    node = VlmNode()
-    executor = MultiThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    rc.spin_node(VlmNode, args, multithreaded=True)
 
 
 if __name__ == '__main__':
