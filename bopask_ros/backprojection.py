@@ -150,7 +150,7 @@ def local_top(centre_uv, surface, depth, depth_m, K, T_base_camera, params):
     u, v = int(round(centre_uv[0])), int(round(centre_uv[1]))
     v0, v1 = max(v - r_px, 0), min(v + r_px + 1, h)
     u0, u1 = max(u - r_px, 0), min(u + r_px + 1, w)
-    step = 2  # every other pixel: ~2 mm spacing at 0.8 m is plenty for a centroid
+    step = 3  # every third pixel: ~4 mm spacing at 0.8 m is plenty for a centroid
     patch = depth_m[v0:v1:step, u0:u1:step]
     vv, uu = np.nonzero(np.isfinite(patch) & (patch > 0))
     if len(vv) == 0:
@@ -323,7 +323,7 @@ def lift_keypoints(grasp_uv, waypoints_uv, depth_m, K, T_base_camera, params=Non
     Raises BackprojectionError naming the first point that cannot be lifted.
     """
     params = params or BackprojectionParams()
-    depth_m = np.asarray(depth_m, dtype=float)
+    depth_m = np.asarray(depth_m)  # float32 as published: a float64 copy costs ~0.3 ms
     T, width, surface, depths = top_down_grasp(grasp_uv, depth_m, K, T_base_camera, params)
     waypoints_uv = np.asarray(waypoints_uv, dtype=float).reshape(-1, 2)
     if len(waypoints_uv):

@@ -76,7 +76,8 @@ def sample_depth(depth_m, uv, window=5):
     Real depth has holes and flying pixels at edges, so one pixel is not trusted. A pixel
     whose patch holds no valid measurement (or that lies outside the image) gives NaN.
     """
-    depth_m = np.asarray(depth_m, dtype=float)
+    # No dtype conversion of the whole image (a copy per call): only patches are read.
+    depth_m = np.asarray(depth_m)
     h, w = depth_m.shape
     uv = np.asarray(uv, dtype=float).reshape(-1, 2)
     out = np.full(len(uv), np.nan)
