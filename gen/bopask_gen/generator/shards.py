@@ -6,6 +6,7 @@ shard behind and a re-run can trust every ``*.jsonl`` it finds. The manifest rec
 settings that decide the content of the shards; resuming with other settings is refused.
 """
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -21,21 +22,32 @@ class ManifestMismatchError(ValueError):
     """OUT_DIR holds shards built with other settings; the message lists the differences."""
 
 
-def write_json_atomic(path, obj):
-    """Write ``obj`` as pretty JSON to ``path`` through a temporary file and a rename."""
+@contextlib.contextmanager
+def atomic_text_file(path):
+    """Yield a text file that appears at ``path`` only once the block completes.
+
+    It is written to a temporary file in the same folder, synced and renamed; if the block
+    raises, the temporary file is removed and nothing appears.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix=TMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, 'w') as f:
-            json.dump(obj, f, indent=1)
-            f.write('\n')
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path, obj):
+    """Write ``obj`` as pretty JSON to ``path`` through a temporary file and a rename."""
+    with atomic_text_file(path) as f:
+        json.dump(obj, f, indent=1)
+        f.write('\n')
 
 
 def write_jsonl_atomic(path, records):
@@ -44,21 +56,11 @@ def write_jsonl_atomic(path, records):
     If iterating ``records`` raises, the temporary file is removed and nothing appears.
     Returns the number of lines written.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix=TMP_SUFFIX, dir=path.parent)
     count = 0
-    try:
-        with os.fdopen(fd, 'w') as f:
-            for record in records:
-                f.write(json.dumps(record, separators=(',', ':')) + '\n')
-                count += 1
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_text_file(path) as f:
+        for record in records:
+            f.write(json.dumps(record, separators=(',', ':')) + '\n')
+            count += 1
     return count
 
 
