@@ -1,11 +1,10 @@
 """RealSense backend with frames injected through pyrealsense2's software_device."""
 
 import numpy as np
+import pyrealsense2 as rs
 import pytest
 
-rs = pytest.importorskip('pyrealsense2')
-
-from bopask_ros.camera_realsense import frameset_to_frame  # noqa: E402
+from bopask_ros.camera_realsense import frameset_to_frame
 
 W, H = 64, 48
 STARTED_SENSORS = []

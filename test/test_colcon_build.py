@@ -18,10 +18,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 COLCON = shutil.which('colcon')
-pytestmark = pytest.mark.skipif(
-    COLCON is None,
-    reason='colcon is not on PATH (Debian: apt-get install colcon python3-colcon-ros; '
-           '`make system-deps` installs it)')
+
+
+@pytest.fixture(autouse=True)
+def require_colcon():
+    """Fail (not skip) without colcon: `make test` installs it, so its absence is a bug."""
+    assert COLCON, ('colcon is not on PATH (Debian: apt-get install colcon python3-colcon-ros;'
+                    ' `make system-deps` installs it)')
 
 
 def setup_py_tuple(setup_py, name):

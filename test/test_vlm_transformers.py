@@ -12,7 +12,6 @@ from bopask_ros.vlm import ask, KeypointError, parse_command
 
 @pytest.fixture(scope='module')
 def tiny_model_dir(tmp_path_factory):
-    pytest.importorskip('transformers')
     from bopask_gen.learn.tiny_model import build_tiny_qwen_vl
     return build_tiny_qwen_vl(tmp_path_factory.mktemp('tiny_vlm'))
 

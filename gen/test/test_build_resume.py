@@ -134,7 +134,6 @@ def test_all_tasks_deterministic(ycbv_subset_dir, tmp_path):
 
 
 def test_ray_backend_matches_the_local_build(ycbv_subset_dir, tmp_path):
-    pytest.importorskip('ray', reason='the optional ray package is not installed')
     local, remote = tmp_path / 'local', tmp_path / 'ray'
     build(config(ycbv_subset_dir, local, limit_images=3, tasks=('pose', 'depth')),
           progress=False)
