@@ -62,6 +62,7 @@ DEFAULTS = {
     'step_timeout_s': 5.0,
     'gripper_timeout_s': 5.0,
     'gripper_settle_s': 0.3,
+    'min_held_width': 0.004,   # a closed hand narrower than this holds nothing: stop there
 }
 
 
@@ -315,6 +316,15 @@ class ExecutorNode(Node):
             time.sleep(0.01)
         return False
 
+    def _check_holding(self):
+        """Raise when the closed hand holds nothing: never lift or carry an empty grasp."""
+        width = self.gripper_opening()
+        if width is not None and width < self.p['min_held_width']:
+            self._wait_gripper(self.params.open_width)  # release, then stop where it is
+            raise RuntimeError(f'gripper closed on nothing (opening {width * 1000:.1f} mm < '
+                               f'{self.p["min_held_width"] * 1000:.1f} mm): no object in the '
+                               f'hand, stopped before lifting')
+
     def _execute(self, req, steps, plan_ms):
         command_id = req.get('command_id')
         timing = dict(req.get('timing', {}), plan_ms=plan_ms)
@@ -325,6 +335,8 @@ class ExecutorNode(Node):
                                 f'gripper to {step.width * 100:.1f} cm')
                     if not self._wait_gripper(step.width):
                         raise RuntimeError(f'gripper did not reach {step.width:.3f} m')
+                    if step.name == 'close':
+                        self._check_holding()
                     continue
                 if self._moveit is not None:
                     self.status(f'command {command_id}: step {i + 1}/{len(steps)} {step.name} '

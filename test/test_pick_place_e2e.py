@@ -7,6 +7,7 @@ runs is rejected with a status line (commands are not queued) and does not distu
 """
 
 import os
+import re
 import time
 
 import numpy as np
@@ -72,3 +73,39 @@ def test_language_command_moves_the_named_object_next_to_the_target(sim_graph):
     assert np.all(moved < 0.02), moved
     # The oracle is named as such in the status lines.
     assert any('[vlm]' in s and 'oracle answered' in s for s in status)
+
+
+def test_a_grasp_that_closes_on_nothing_stops_before_lifting(sim_graph):
+    """A grasp on empty table: the hand closes on nothing, so the arm must not lift or carry."""
+    import json
+
+    from std_msgs.msg import String
+
+    from bopask_gen.core.transforms import invert_transform, make_transform, transform_points
+    from bopask_ros import ros_common as rc
+    from bopask_ros.demo import object_positions
+    graph, client = sim_graph
+    runtime = graph.runtime
+    runtime.wait_for_frame(timeout=10.0)
+    T_base_world = invert_transform(runtime.call(lambda w: w.T_world_base))
+    objects = transform_points(T_base_world, object_positions(runtime))
+    # A reachable spot on the table at least 12 cm from every object.
+    spots = [np.array([x, y, 0.02]) for x in (0.35, 0.45, 0.55) for y in (-0.3, 0.0, 0.3)]
+    spot = next(p for p in spots
+                if np.min(np.linalg.norm(objects[:, :2] - p[:2], axis=1)) > 0.12)
+    fy, fz = np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, -1.0])
+    T = make_transform(np.stack([np.cross(fy, fz), fy, fz], axis=1), spot)
+    request = {'command_id': 901, 'frame_id': 'panda_link0',
+               'grasp': {'T': T.tolist(), 'width': 0.04},
+               'waypoints': [spot.tolist(), (spot + [0.0, 0.1, 0.0]).tolist()]}
+    pub = client.node.create_publisher(String, rc.GRASP_REQUEST_TOPIC, 10)
+    mark = client.mark()
+    time.sleep(0.5)
+    pub.publish(String(data=json.dumps(request)))
+    kind, result = client.wait_end(mark, timeout=90.0, stop_on_refusal=False)
+    status = client.new_status(mark)
+    assert kind == 'result' and result['outcome'] == 'failed', (kind, result, status)
+    assert 'gripper closed on nothing' in result['reason'], result
+    # The close step ran; no lift step was ever started.
+    assert any(re.search(r'command 901: step \d+/\d+ close', s) for s in status), status
+    assert not any(re.search(r'command 901: step \d+/\d+ lift', s) for s in status), status
