@@ -176,3 +176,18 @@ def test_viz_draws_every_task(full_build, tmp_path):
 def test_viz_cli_refuses_a_folder_without_shards(tmp_path):
     from bopask_gen.cli import main
     assert main(['viz', str(tmp_path), '--n', '2']) == 2
+
+
+def test_the_ground_truth_passes_its_own_metrics(full_build, tmp_path):
+    """The generator's answer texts, scored as predictions, must score perfectly."""
+    from bopask_gen.evaluation.evaluate import evaluate
+    out, _, records = full_build
+    preds = tmp_path / 'gt_preds.jsonl'
+    preds.write_text(''.join(json.dumps({'id': r['id'], 'text': r['conversations'][1]['value']})
+                             + '\n' for r in records))
+    report, _ = evaluate(out, preds, progress=False)
+    assert report['traj_sr']['value'] == 1.0, report['traj_sr']
+    assert report['grasp_nce']['value'] < 0.05, report['grasp_nce']
+    assert report['pose_iou']['value'] > 0.98, report['pose_iou']
+    assert report['spatial_acc']['value'] == 1.0 and report['depth_acc']['value'] == 1.0
+    assert all(n == 0 for n in report['parse_failures'].values()), report['parse_failures']
