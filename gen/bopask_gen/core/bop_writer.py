@@ -14,8 +14,6 @@ JSON files and images are written to a temporary name and renamed, so a crash ne
 a half-written file under the final name.
 """
 
-import json
-import os
 from pathlib import Path
 import shutil
 
@@ -23,6 +21,7 @@ import cv2
 import numpy as np
 from scipy.spatial.distance import pdist
 
+from bopask_gen.core.atomic_files import atomic_path, write_json_atomic
 from bopask_gen.core.transforms import invert_transform
 
 M_TO_MM = 1000.0
@@ -30,27 +29,14 @@ DEFAULT_DEPTH_SCALE = 0.1
 '''depth_mm = raw * depth_scale; 0.1 mm steps cover 0..6.5 m in uint16.'''
 
 
-def atomic_write_json(path, obj):
-    """Write ``obj`` as JSON to ``path`` via a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.tmp')
-    with open(tmp, 'w') as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
-
-
 def atomic_write_png(path, image):
     """Write an image as PNG via a temporary file and a rename (RGB input is HxWx3)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.stem}.tmp.png')
     img = np.asarray(image)
     if img.ndim == 3 and img.shape[2] == 3:
         img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)  # cv2 writes BGR
-    if not cv2.imwrite(str(tmp), img):
-        raise OSError(f'could not write image {path}')
-    os.replace(tmp, path)
+    with atomic_path(path, '.png') as tmp:
+        if not cv2.imwrite(str(tmp), img):
+            raise OSError(f'could not write image {path}')
 
 
 def model_info(mesh):
@@ -89,20 +75,19 @@ def write_models(root, meshes, symmetries=None):
         shifts[int(obj_id)] = shift
         mesh.apply_scale(M_TO_MM)
         path = models_dir / f'obj_{int(obj_id):06d}.ply'
-        tmp = path.with_name(f'.{path.stem}.tmp.ply')
-        mesh.export(tmp, file_type='ply', encoding='binary')
-        os.replace(tmp, path)
+        with atomic_path(path, '.ply') as tmp:
+            mesh.export(tmp, file_type='ply', encoding='binary')
         info = model_info(mesh.copy().apply_scale(1.0 / M_TO_MM))
         info.update((symmetries or {}).get(int(obj_id), {}))
         infos[str(int(obj_id))] = info
-    atomic_write_json(models_dir / 'models_info.json', infos)
+    write_json_atomic(models_dir / 'models_info.json', infos)
     return shifts
 
 
 def write_camera_json(root, K, width, height, depth_scale=DEFAULT_DEPTH_SCALE):
     """Write the dataset-level ``camera.json`` (fx, fy, cx, cy, width, height, depth_scale)."""
     K = np.asarray(K, dtype=float)
-    atomic_write_json(Path(root) / 'camera.json', {
+    write_json_atomic(Path(root) / 'camera.json', {
         'cx': float(K[0, 2]), 'cy': float(K[1, 2]), 'fx': float(K[0, 0]),
         'fy': float(K[1, 1]), 'width': int(width), 'height': int(height),
         'depth_scale': float(depth_scale),
@@ -202,9 +187,9 @@ class BopSceneWriter:
 
     def close(self):
         """Write scene_camera.json, scene_gt.json and scene_gt_info.json."""
-        atomic_write_json(self.dir / 'scene_camera.json', self.scene_camera)
-        atomic_write_json(self.dir / 'scene_gt.json', self.scene_gt)
-        atomic_write_json(self.dir / 'scene_gt_info.json', self.scene_gt_info)
+        write_json_atomic(self.dir / 'scene_camera.json', self.scene_camera)
+        write_json_atomic(self.dir / 'scene_gt.json', self.scene_gt)
+        write_json_atomic(self.dir / 'scene_gt_info.json', self.scene_gt_info)
 
     def __enter__(self):
         """Context manager: the JSON files are written on a clean exit."""

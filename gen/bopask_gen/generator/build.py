@@ -27,6 +27,7 @@ import warnings
 
 import numpy as np
 
+from bopask_gen.core.atomic_files import atomic_path
 from bopask_gen.core.bop import BopDataset
 from bopask_gen.core.camera import project_points
 from bopask_gen.generator import questions as q
@@ -133,20 +134,15 @@ def place_image(src, dest, link=True):
     dest = Path(dest)
     if dest.is_file() and dest.stat().st_size == Path(src).stat().st_size:
         return
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f'.{dest.name}.{os.getpid()}.tmp')
-    tmp.unlink(missing_ok=True)
-    try:
+    with atomic_path(dest) as tmp:
         if link:
+            tmp.unlink()  # the temporary name is reserved; os.link needs it free
             try:
                 os.link(src, tmp)
             except OSError:  # other filesystem, or links not allowed: copy instead
                 shutil.copyfile(src, tmp)
         else:
             shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # --- choosing and naming the objects -------------------------------------------------------

@@ -1,53 +1,23 @@
 """Atomic JSONL shards and the build manifest of a BOP-ASK output folder.
 
-A shard becomes visible only when complete: it is written to a temporary file in the same
-folder and renamed (``os.replace`` is atomic on POSIX), so a crash never leaves a partial
-shard behind and a re-run can trust every ``*.jsonl`` it finds. The manifest records the
-settings that decide the content of the shards; resuming with other settings is refused.
+A shard becomes visible only when complete (:mod:`bopask_gen.core.atomic_files`), so a
+crash never leaves a partial shard behind and a re-run can trust every ``*.jsonl`` it finds.
+The manifest records the settings that decide the content of the shards; resuming with other
+settings is refused.
 """
 
-import contextlib
 import json
-import os
 from pathlib import Path
-import tempfile
+
+from bopask_gen.core.atomic_files import atomic_text_file, TMP_SUFFIX, write_json_atomic
 
 DATA_DIR = 'data'
 MANIFEST = 'manifest.json'
 SUMMARY = 'summary.json'
-TMP_SUFFIX = '.tmp'
 
 
 class ManifestMismatchError(ValueError):
     """OUT_DIR holds shards built with other settings; the message lists the differences."""
-
-
-@contextlib.contextmanager
-def atomic_text_file(path):
-    """Yield a text file that appears at ``path`` only once the block completes.
-
-    It is written to a temporary file in the same folder, synced and renamed; if the block
-    raises, the temporary file is removed and nothing appears.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix=TMP_SUFFIX, dir=path.parent)
-    try:
-        with os.fdopen(fd, 'w') as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path, obj):
-    """Write ``obj`` as pretty JSON to ``path`` through a temporary file and a rename."""
-    with atomic_text_file(path) as f:
-        json.dump(obj, f, indent=1)
-        f.write('\n')
 
 
 def write_jsonl_atomic(path, records):

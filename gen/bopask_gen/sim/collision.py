@@ -21,6 +21,8 @@ import sys
 
 import numpy as np
 
+from bopask_gen.core.atomic_files import atomic_path
+
 DATA_FILE = Path(__file__).resolve().parents[1] / 'data' / 'sim' / 'ycbv_coacd.npz'
 DECIMATE_FACES = 3000
 '''Meshes are simplified to this many faces before decomposition (speed).'''
@@ -95,10 +97,8 @@ def mesh_parts(mesh):
     print(f'decomposing a {len(mesh.faces)}-face mesh into convex parts (CoACD, once; '
           f'cached in {path.parent})', file=sys.stderr)
     parts = decompose(mesh.vertices, mesh.faces)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.stem}.tmp.npz')
-    np.savez_compressed(tmp, **_pack(parts))
-    os.replace(tmp, path)
+    with atomic_path(path, '.npz') as tmp:
+        np.savez_compressed(tmp, **_pack(parts))
     return parts
 
 
@@ -128,11 +128,8 @@ def write_ycbv_parts(path=DATA_FILE, obj_ids=None):
         mesh = object_mesh(oid)
         params = FINE_COACD_PARAMS if oid in YCBV_FINE else COACD_PARAMS
         arrays.update(_pack(decompose(mesh.vertices, mesh.faces, params), f'{oid}_'))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.stem}.tmp.npz')
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
+    with atomic_path(path, '.npz') as tmp:
+        np.savez_compressed(tmp, **arrays)
     _ycbv_npz.cache_clear()
     return path
 

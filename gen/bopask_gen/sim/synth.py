@@ -18,8 +18,8 @@ import time
 import numpy as np
 from tqdm import tqdm
 
+from bopask_gen.core.atomic_files import write_json_atomic
 from bopask_gen.core.bop_writer import (
-    atomic_write_json,
     BopSceneWriter,
     write_camera_json,
     write_models,
@@ -96,7 +96,7 @@ def generate_dataset(out, scenes, images_per_scene, seed=0, split=DEFAULT_SPLIT,
     # World meshes are already bbox-centred, so the written models share their frame.
     assert max(np.abs(s).max() for s in shifts.values()) < 1e-9
     # Marks the dataset as synthetic YCB-V (grasp-check then uses the real YCB masses).
-    atomic_write_json(out / 'synth_info.json', {
+    write_json_atomic(out / 'synth_info.json', {
         'generator': 'bopask-gen synth', 'object_set': 'ycbv', 'seed': int(seed),
         'world_frame': 'table top centre, z up; cam_R_w2c/cam_t_w2c are in this frame'})
     n_instances = 0
