@@ -22,11 +22,8 @@ import time
 
 def record(bag, domain_id):
     """Record the demo commands (one scene each) into ``bag``; return the message counts."""
-    from rclpy.node import Node
-    from std_msgs.msg import String
-
-    from bopask_ros import ros_common as rc
     from bopask_ros.bag_record import Recorder
+    from bopask_ros.demo import DemoClient
     from bopask_ros.episodes import DEMO_EPISODES
     from bopask_ros.graph import Graph
     from bopask_ros.sim_node import world_factory
@@ -35,11 +32,8 @@ def record(bag, domain_id):
     graph.names.remove('executor_node')
     graph.start()
     try:
-        client = Node('bench_commander', context=graph.context)
-        status = []
-        client.create_subscription(String, rc.STATUS_TOPIC, lambda m: status.append(m.data), 50)
-        pub = client.create_publisher(String, rc.COMMAND_TOPIC, 10)
-        graph.add_node(client)
+        client = DemoClient(graph.context)
+        graph.add_node(client.node)
         graph.spin_in_thread()
         recorder = None
         for seed, obj_ids, command in DEMO_EPISODES:
@@ -49,15 +43,9 @@ def record(bag, domain_id):
             if recorder is None:
                 recorder = Recorder(graph.context, bag).start()
             time.sleep(1.5)
-            mark = len(status)
-            pub.publish(String(data=command))
-            end = time.monotonic() + 90.0
-            while time.monotonic() < end and not any(
-                    s.startswith('[vlm]') and ('answered' in s or 'refused' in s)
-                    for s in status[mark:]):
-                time.sleep(0.05)
-            print('  live:', [s for s in status[mark:] if s.startswith('[vlm]')][-1:],
-                  flush=True)
+            mark = client.mark()
+            client.send(command)
+            print('  live:', client.wait_vlm_answer(mark, timeout=90.0), flush=True)
             time.sleep(0.5)
         return recorder.stop()
     finally:

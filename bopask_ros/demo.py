@@ -111,6 +111,16 @@ class DemoClient:
             time.sleep(0.05)
         return 'timeout', f'no result within {timeout:.0f} s'
 
+    def wait_vlm_answer(self, mark, timeout):
+        """Wait for the vlm node's answer or refusal after ``mark``; return that line or None."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            for line in self.new_status(mark):
+                if line.startswith('[vlm]') and ('answered' in line or 'refused' in line):
+                    return line
+            time.sleep(0.05)
+        return None
+
     def new_status(self, mark):
         """Status lines since ``mark``."""
         with self.lock:

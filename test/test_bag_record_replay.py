@@ -28,10 +28,8 @@ SEED, OBJ_IDS, COMMAND = DEMO_EPISODES[0]
 @pytest.fixture(scope='module')
 def recorded_bag(tmp_path_factory):
     """A ~4 s MCAP recording of the sim graph with one command."""
-    from rclpy.node import Node
-    from std_msgs.msg import String
-
     from bopask_ros.bag_record import Recorder
+    from bopask_ros.demo import DemoClient
     from bopask_ros.graph import Graph
     from bopask_ros.sim_node import world_factory
     os.environ['ROS_DOMAIN_ID'] = str(DOMAIN_ID)
@@ -44,23 +42,19 @@ def recorded_bag(tmp_path_factory):
         runtime.reset(world_factory(SEED, list(OBJ_IDS), (3, 5),
                                     graph.nodes['sim_node'].T_base_camera))
         runtime.wait_for_frame(timeout=10.0)
-        client = Node('bopask_test_commander', context=graph.context)
-        status = []
-        client.create_subscription(String, rc.STATUS_TOPIC, lambda m: status.append(m.data), 50)
-        pub = client.create_publisher(String, rc.COMMAND_TOPIC, 10)
-        graph.add_node(client)
+        client = DemoClient(graph.context)
+        graph.add_node(client.node)
         graph.spin_in_thread()
         recorder = Recorder(graph.context, bag).start()
         end = time.monotonic() + 10.0
-        while (pub.get_subscription_count() < 2 or not recorder.node.count_publishers(
-                GROUND_TRUTH_TOPIC)) and time.monotonic() < end:
+        while (client.command_pub.get_subscription_count() < 2
+               or not recorder.node.count_publishers(GROUND_TRUTH_TOPIC)) \
+                and time.monotonic() < end:
             time.sleep(0.05)
         time.sleep(1.0)
-        pub.publish(String(data=COMMAND))
-        end = time.monotonic() + 60.0
-        while time.monotonic() < end and not any(
-                s.startswith('[vlm]') and ('answered' in s or 'refused' in s) for s in status):
-            time.sleep(0.05)
+        mark = client.mark()
+        client.send(COMMAND)
+        client.wait_vlm_answer(mark, timeout=60.0)
         time.sleep(0.5)
         counts = recorder.stop()
     finally:
