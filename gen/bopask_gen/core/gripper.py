@@ -27,15 +27,16 @@ KEYPOINT_NAMES = ('centre', 'left_base', 'right_base', 'left_tip', 'right_tip')
 
 
 def grasp_keypoints_local(width, finger_length=FINGER_LENGTH):
-    """Return the 5 keypoints in the gripper frame, (5, 3) metres."""
-    h = width / 2.0
-    return np.array([
-        [0.0, 0.0, 0.0],
-        [0.0, h, -finger_length],
-        [0.0, -h, -finger_length],
-        [0.0, h, 0.0],
-        [0.0, -h, 0.0],
-    ])
+    """Return the 5 keypoints in the gripper frame, (5, 3) metres.
+
+    ``width`` may also be an (N,) array of openings; the result is then (N, 5, 3).
+    """
+    h = np.asarray(width, dtype=float) / 2.0
+    kp = np.zeros(h.shape + (5, 3))
+    kp[..., 1:3, 2] = -finger_length      # finger bases
+    kp[..., [1, 3], 1] = h[..., None]     # left base, left tip
+    kp[..., [2, 4], 1] = -h[..., None]    # right base, right tip
+    return kp
 
 
 def grasp_keypoints(T_gripper, width, finger_length=FINGER_LENGTH):

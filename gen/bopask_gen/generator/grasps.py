@@ -245,10 +245,7 @@ def sample_grasps(scene, obj, rng, n_candidates=240):
     flip = project_points(lt, scene.K)[:, 0] > project_points(rt, scene.K)[:, 0]
     T[flip, :3, :2] *= -1.0
     contacts = np.stack([np.repeat(pc, a, axis=0), np.repeat(qc, a, axis=0)], axis=1)
-    kp_local = np.zeros((n * a, 5, 3))
-    kp_local[:, 1:3, 2] = -gripper.FINGER_LENGTH
-    kp_local[:, [1, 3], 1] = (w_rep / 2.0)[:, None]
-    kp_local[:, [2, 4], 1] = -(w_rep / 2.0)[:, None]
+    kp_local = gripper.grasp_keypoints_local(w_rep)
     kp_cam = np.einsum('nij,nkj->nki', T[:, :3, :3], kp_local) + T[:, None, :3, 3]
     kp_px = project_points(kp_cam.reshape(-1, 3), scene.K).reshape(n * a, 5, 2)
 
