@@ -12,11 +12,7 @@ STARTED_SENSORS = []
 
 @pytest.fixture(autouse=True)
 def stop_started_sensors():
-    """Stop and close the software sensors after each test.
-
-    Sensors left streaming at interpreter exit crash the process in librealsense's
-    destructors (a segfault after all tests passed, depending on what else was loaded).
-    """
+    """Stop and close the software sensors after each test: no streaming thread outlives it."""
     yield
     while STARTED_SENSORS:
         sensor = STARTED_SENSORS.pop()
