@@ -15,19 +15,25 @@ Geometry, and why:
   point, those within ``top_band`` of the highest one form the top face; the TCP goes
   ``grasp_depth`` below it at its centroid (and at least ``min_tcp_height`` above the
   table).
-- The approach is top-down in the base frame (the robot grasps from above); the yaw comes from
-  the finger line (left tip minus right tip, each where its pixel's ray crosses the TCP's
-  height: the tips are level with the TCP, and their depth pixels may see the background);
-  the opening is that line's length.
+- The finger line (left tip minus right tip, each where its pixel's ray crosses the TCP's
+  height: the tips are level with the TCP, and their depth pixels may see the background)
+  gives the yaw and the opening.
+- The approach: the generator's grasps turn about the closing line away from straight down
+  (up to 90 degrees); the finger-base pixels, ``FINGER_LENGTH`` behind the tips, tell the
+  angle (``fit_tilt``, up to ``max_tilt_deg``, the least tilted angle that explains them).
+  A tilted grasp holds the object by its sides, so its TCP is where the centre pixel's ray
+  crosses the object's mid-plane across the fingers (``tilted_tcp``).
 - Waypoints are lifted to the surface they point at, and their viewing rays are kept: the
   generator's waypoints hang in the air (positions of the carried object), so the executor
   intersects the rays with its carrying height instead of trusting the surface behind them
   (which may be the robot's own arm).
 - Placing and carrying need the scene's free space, which the 2D waypoints do not give:
-  from a subsampled cloud of the depth image (robot base excluded), the place point is the
-  first of 16 directions around the target (nearest the object's start side first) at
-  ``place_standoff`` from the target's top centre with no object point within
-  ``place_clear_radius`` (the object being moved does not count); none free -> refused.
+  a subsampled cloud of the depth image (robot base excluded) is rasterised into a top-view
+  occupancy grid whose 8-connected groups are the objects' footprints. The held object's
+  footprint is slid away from the target's top centre along 16 directions (nearest the
+  object's start side first) until it keeps ``place_gap`` from every other footprint; the
+  first spot within ``place_max_gap`` of the target's footprint is the place point (none ->
+  refused). So a wide target (a bowl) or a wide held object gets the room it needs.
   ``scene_top_z`` (the highest object point) tells the executor how high to carry.
 - The generator's last waypoint hangs in the air *above* the target object, so its pixel often
   sees the table behind the target. The target point is therefore the first object surface
@@ -37,6 +43,7 @@ Geometry, and why:
 """
 
 from dataclasses import dataclass, field
+import functools
 
 import numpy as np
 
@@ -62,12 +69,18 @@ class BackprojectionParams:
     table_z: float = 0.0
     min_tcp_height: float = 0.015
     min_finger_line_px: float = 2.0
+    max_tilt_deg: float = 60.0
+    tilt_tolerance_px: float = 1.5
+    top_down_deg: float = 10.0
     min_object_height: float = 0.015
     max_object_height: float = 0.40
-    place_standoff: float = 0.13
+    place_gap: float = 0.02
+    place_max_gap: float = 0.06
+    place_max_distance: float = 0.35
+    place_cell: float = 0.015
     place_clear_radius: float = 0.05
     robot_exclusion_radius: float = 0.25
-    cloud_stride: int = 8
+    cloud_stride: int = 4
     top_radius: float = 0.04
     top_band: float = 0.004
     target_scan_px: int = 200
@@ -75,7 +88,7 @@ class BackprojectionParams:
 
 @dataclass
 class GraspTarget:
-    """A top-down grasp in the robot base frame plus the surface points of the waypoints."""
+    """A grasp in the robot base frame plus the surface points of the waypoints."""
 
     T_base_tcp: np.ndarray
     width: float
@@ -131,11 +144,17 @@ def lift_pixels(uv, depth_m, K, window, what):
     return backproject_pixels(uv, depth, K), depth
 
 
+def viewing_rays_base(uv, K, T_base_camera):
+    """Return the (N, 3) unit viewing rays of pixels in the base frame (from the camera)."""
+    uv = np.asarray(uv, dtype=float).reshape(-1, 2)
+    d_base = rotate_vectors(T_base_camera, backproject_pixels(uv, np.ones(len(uv)), K))
+    return d_base / np.linalg.norm(d_base, axis=1, keepdims=True)
+
+
 def viewing_ray_base(uv, K, T_base_camera):
     """Return the camera centre and the unit viewing ray of a pixel in the base frame."""
-    d_cam = backproject_pixels(np.asarray(uv, dtype=float).reshape(1, 2), [1.0], K)[0]
-    d_base = rotate_vectors(T_base_camera, d_cam)[0]
-    return np.asarray(T_base_camera, dtype=float)[:3, 3].copy(), d_base / np.linalg.norm(d_base)
+    return (np.asarray(T_base_camera, dtype=float)[:3, 3].copy(),
+            viewing_rays_base(uv, K, T_base_camera)[0])
 
 
 def local_top(centre_uv, surface, depth, depth_m, K, T_base_camera, params):
@@ -166,7 +185,7 @@ def local_top(centre_uv, surface, depth, depth_m, K, T_base_camera, params):
         if len(pts) == 0:
             return centre
         top = pts[pts[:, 2] >= pts[:, 2].max() - params.top_band]
-        new = np.array([top[:, 0].mean(), top[:, 1].mean(), float(np.median(top[:, 2]))])
+        new = top.mean(axis=0)   # the band is top_band (4 mm) thin: mean, not median
         moved = np.linalg.norm(new[:2] - centre[:2])
         centre = new
         if moved < 1e-3:
@@ -174,8 +193,61 @@ def local_top(centre_uv, surface, depth, depth_m, K, T_base_camera, params):
     return centre
 
 
-def top_down_grasp(grasp_uv, depth_m, K, T_base_camera, params=None):
-    """Return (T_base_tcp, width, surface_point, depths) of a top-down grasp from 5 keypoints."""
+def finger_line(tips_uv, z_tcp, K, T_base_camera):
+    """Return the (2, 3) fingertips where their pixels' rays cross the height ``z_tcp``."""
+    origin = np.asarray(T_base_camera, dtype=float)[:3, 3]
+    rays = viewing_rays_base(tips_uv, K, T_base_camera)
+    for uv, ray in zip(tips_uv, rays):
+        if ray[2] > -1e-3:
+            raise BackprojectionError(f'grasp fingertip at ({uv[0]:.1f}, {uv[1]:.1f}) looks '
+                                      f'above the horizon: no finger line')
+    return origin + rays * ((z_tcp - origin[2]) / rays[:, 2])[:, None]
+
+
+def fit_tilt(tips, bases_uv, y_axis, K, T_base_camera, params):
+    """Return the approach (3,) that best explains the finger-base pixels.
+
+    The generator's grasps turn about the closing line (``y_axis``, horizontal here) away
+    from straight down: the approach is ``cos(t) down + sin(t) h`` with ``h = y x down``
+    and ``|t| <= max_tilt_deg``. The bases are the tips moved back ``FINGER_LENGTH`` along
+    the approach; ``t`` is found on a 2.5 degree grid, and the least tilted angle whose RMS
+    pixel error is within ``tilt_tolerance_px`` of the best is kept (noisy keypoints of a
+    top-down grasp stay top-down).
+    """
+    down = np.array([0.0, 0.0, -1.0])
+    h = np.cross(y_axis, down)
+    t = np.deg2rad(np.arange(-params.max_tilt_deg, params.max_tilt_deg + 1e-9, 2.5))
+    z = np.cos(t)[:, None] * down + np.sin(t)[:, None] * h                 # (T, 3)
+    bases = tips[None] - gripper.FINGER_LENGTH * z[:, None, :]             # (T, 2, 3)
+    T_cb = np.linalg.inv(T_base_camera)
+    cam = bases.reshape(-1, 3) @ T_cb[:3, :3].T + T_cb[:3, 3]
+    if np.any(cam[:, 2] <= 1e-6):
+        return down
+    px = (cam @ np.asarray(K, dtype=float).T)[:, :2] / cam[:, 2:3]
+    err = np.sqrt(np.mean(np.sum((px.reshape(len(t), 2, 2) - bases_uv) ** 2, axis=2), axis=1))
+    ok = np.nonzero(err <= err.min() + params.tilt_tolerance_px)[0]
+    return z[ok[np.argmin(np.abs(t[ok]))]]
+
+
+def tilted_tcp(centre_uv, top, y_axis, K, T_base_camera):
+    """TCP of a tilted grasp: on the centre pixel's ray, in the object's mid-plane.
+
+    The contacts of a tilted grasp lie on the object's sides, so the TCP (between them)
+    is in the vertical plane through the top face's centroid across the finger line; when
+    the ray runs along that plane, the ray's point nearest the vertical through the
+    centroid is used instead.
+    """
+    origin, ray = viewing_ray_base(centre_uv, K, T_base_camera)
+    if abs(ray @ y_axis) > 0.2:
+        s = ((top - origin) @ y_axis) / (ray @ y_axis)
+    else:
+        horizontal = ray[:2]
+        s = ((top[:2] - origin[:2]) @ horizontal) / max(horizontal @ horizontal, 1e-9)
+    return origin + max(s, 0.0) * ray
+
+
+def grasp_pose(grasp_uv, depth_m, K, T_base_camera, params=None):
+    """Return (T_base_tcp, width, surface_point, depths) of a grasp from its 5 keypoints."""
     params = params or BackprojectionParams()
     grasp_uv = np.asarray(grasp_uv, dtype=float).reshape(-1, 2)
     if len(grasp_uv) != len(gripper.KEYPOINT_NAMES):
@@ -187,31 +259,33 @@ def top_down_grasp(grasp_uv, depth_m, K, T_base_camera, params=None):
                                            'grasp centre')
     surface = transform_points(T_base_camera, centre_cam)[0]
 
-    # TCP: under the centroid of the local top face, grasp_depth below it.
+    # Top-down first: the TCP under the centroid of the local top face, grasp_depth below it.
     top = local_top(grasp_uv[0], surface, float(centre_depth[0]), depth_m, K, T_base_camera,
                     params)
     z_tcp = max(top[2] - params.grasp_depth, params.table_z + params.min_tcp_height)
     position = np.array([top[0], top[1], z_tcp])
 
-    # Finger line: the fingertips of a top-down grasp lie level with the TCP, so each tip is
-    # where its pixel's viewing ray crosses the TCP's height (a constant camera depth would
-    # tilt the line whenever it runs along the image's vertical).
+    # Finger line: the fingertips lie level with the TCP (the closing line is horizontal,
+    # tilted or not), so each tip is where its pixel's viewing ray crosses the TCP's height
+    # (a constant camera depth would tilt the line whenever it runs along the image's
+    # vertical).
     tips_uv = grasp_uv[[3, 4]]
     if np.linalg.norm(tips_uv[0] - tips_uv[1]) < params.min_finger_line_px:
         raise BackprojectionError('grasp fingertips coincide in the image: no finger line')
-    tips = []
-    for uv in tips_uv:
-        origin, ray = viewing_ray_base(uv, K, T_base_camera)
-        if ray[2] > -1e-3:
-            raise BackprojectionError(f'grasp fingertip at ({uv[0]:.1f}, {uv[1]:.1f}) looks '
-                                      f'above the horizon: no top-down finger line')
-        tips.append(origin + ray * (z_tcp - origin[2]) / ray[2])
-    line = tips[0] - tips[1]
-    horizontal = np.array([line[0], line[1], 0.0])
-    if np.linalg.norm(horizontal) < 1e-4:
-        raise BackprojectionError('grasp finger line is vertical in the robot frame: no yaw')
-    y_axis = horizontal / np.linalg.norm(horizontal)
-    z_axis = np.array([0.0, 0.0, -1.0])
+    for _ in range(2):
+        tips = finger_line(tips_uv, z_tcp, K, T_base_camera)
+        line = tips[0] - tips[1]
+        horizontal = np.array([line[0], line[1], 0.0])
+        if np.linalg.norm(horizontal) < 1e-4:
+            raise BackprojectionError('grasp finger line is vertical in the robot frame: no yaw')
+        y_axis = horizontal / np.linalg.norm(horizontal)
+        z_axis = fit_tilt(tips, grasp_uv[[1, 2]], y_axis, K, T_base_camera, params)
+        if z_axis[2] < -np.cos(np.deg2rad(params.top_down_deg)):
+            break
+        # Tilted: the TCP is not under the top face but on the centre ray, inside the object.
+        position = tilted_tcp(grasp_uv[0], top, y_axis, K, T_base_camera)
+        position[2] = max(position[2], params.table_z + params.min_tcp_height)
+        z_tcp = position[2]
     x_axis = np.cross(y_axis, z_axis)
     T = make_transform(np.stack([x_axis, y_axis, z_axis], axis=1), position)
     width = float(np.linalg.norm(line))
@@ -279,52 +353,137 @@ def target_below(goal_uv, depth_m, K, T_base_camera, params=None):
     return transform_points(T_base_camera, pts_cam)[0], False
 
 
+@functools.lru_cache(maxsize=8)
+def _pixel_rays(K_bytes, height, width, stride):
+    """(h, w, 3) camera rays (x/z, y/z, 1) of every ``stride``-th pixel (cached per camera)."""
+    K = np.frombuffer(K_bytes).reshape(3, 3)
+    v, u = np.mgrid[0:height:stride, 0:width:stride].astype(float)
+    return np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)],
+                    axis=-1)
+
+
 def object_cloud(depth_m, K, T_base_camera, params):
     """Return the (N, 3) base-frame points of the objects, from every ``cloud_stride`` pixel.
 
-    Kept: above the table, below the robot's waiting hand, away from the robot base.
+    Kept: above the table, below the robot's waiting hand, away from the robot base. Heights
+    are computed for every pixel first (one row of the transform), whole points only for
+    the kept ones.
     """
+    h, w = depth_m.shape
+    rays = _pixel_rays(np.asarray(K, dtype=float).tobytes(), h, w, params.cloud_stride)
     d = depth_m[::params.cloud_stride, ::params.cloud_stride]
-    vv, uu = np.nonzero(np.isfinite(d) & (d > 0))
-    uv = np.stack([uu, vv], axis=1).astype(float) * params.cloud_stride
-    pts = transform_points(T_base_camera, backproject_pixels(uv, d[vv, uu], K))
-    z = pts[:, 2] - params.table_z
-    keep = (z > params.min_object_height) & (z < params.max_object_height)
-    keep &= np.hypot(pts[:, 0], pts[:, 1]) > params.robot_exclusion_radius
-    return pts[keep]
+    T = np.asarray(T_base_camera, dtype=float)
+    with np.errstate(invalid='ignore'):
+        z = (rays @ T[2, :3]) * d + (T[2, 3] - params.table_z)
+        keep = (z > params.min_object_height) & (z < params.max_object_height) & (d > 0)
+    cam = rays[keep] * d[keep][:, None]
+    pts = cam @ T[:3, :3].T + T[:3, 3]
+    return pts[np.hypot(pts[:, 0], pts[:, 1]) > params.robot_exclusion_radius]
+
+
+def occupancy(cloud, cell):
+    """Rasterise the object cloud onto a horizontal grid of ``cell`` metres.
+
+    Returns (occupied (X, Y) bool, origin (2,)). With the default stride (4 pixels) and
+    cell (1.5 cm) an object's cells are connected at the simulated camera's distance.
+    """
+    xy = np.asarray(cloud, dtype=float).reshape(-1, 3)[:, :2]
+    if len(xy) == 0:
+        return np.zeros((1, 1), dtype=bool), np.zeros(2)
+    origin = xy.min(axis=0) - 2 * cell
+    idx = np.floor((xy - origin) / cell).astype(int)
+    occupied = np.zeros(tuple(idx.max(axis=0) + 3), dtype=bool)
+    occupied[idx[:, 0], idx[:, 1]] = True
+    return occupied, origin
+
+
+def group_at(labels, cell_xy, reach_cells):
+    """(K, 2) cells of the labelled group nearest ``cell_xy`` (within ``reach_cells``), or None."""
+    occ = np.argwhere(labels > 0)
+    if len(occ) == 0:
+        return None
+    d = np.hypot(*(occ - cell_xy).T)
+    if d.min() > reach_cells:
+        return None
+    return np.argwhere(labels == labels[tuple(occ[int(np.argmin(d))])])
 
 
 def free_place(target, start_xy, cloud, params, n_directions=16):
-    """First free spot ``place_standoff`` from the target, nearest the start side first.
+    """Where to put the held object down next to the target, or None.
 
-    Free: no object point within ``place_clear_radius`` (horizontally) of the spot, points
-    within ``place_clear_radius`` of ``start_xy`` (the object being moved) not counted.
-    Returns (3,) at the target's height, or None.
+    On the occupancy grid of the object cloud (``occupancy``, 8-connected groups of cells =
+    objects), the held object's footprint is the group under ``start_xy`` (the grasp) and
+    the target's the group under ``target`` (its top centre); a disc of
+    ``place_clear_radius`` stands in for the held one when there is none or both are one
+    group. Along each of ``n_directions`` directions from the target's top centre -- the one
+    facing the start first, then alternately either side -- the held footprint is slid
+    outward in one-cell steps until it keeps ``place_gap`` from every other occupied cell
+    (the target's included). The spot is used when its gap to the target's footprint is at
+    most ``place_max_gap`` (else something else stands between them: next direction).
+    Returns the (3,) TCP position to place at (horizontal: the grasp moved with its
+    footprint; height: the target's), or None.
     """
+    from scipy import ndimage
+    cell = params.place_cell
     target = np.asarray(target, dtype=float)
     start_xy = np.asarray(start_xy, dtype=float)[:2]
-    others = cloud[np.hypot(*(cloud[:, :2] - start_xy).T) > params.place_clear_radius + 0.03]
+    occupied, origin = occupancy(cloud, cell)
+    labels, _ = ndimage.label(occupied, np.ones((3, 3), dtype=bool))
+    start_cell = np.floor((start_xy - origin) / cell).astype(int)
+    goal_cell = (target[:2] - origin) / cell - 0.5
+    reach = params.place_clear_radius / cell
+    held = group_at(labels, start_cell, reach)
+    goal = group_at(labels, goal_cell, params.top_radius / cell)
+    if held is None or (goal is not None and labels[tuple(held[0])] == labels[tuple(goal[0])]):
+        r = int(np.ceil(reach))
+        held = np.argwhere(np.hypot(*np.mgrid[-r:r + 1, -r:r + 1]) <= r) - r + start_cell
+        if goal is not None:   # one group: the target is what lies beyond the disc
+            goal = goal[np.min(np.hypot(*(goal[:, None] - held[None]).transpose(2, 0, 1)),
+                               axis=1) > 0.5]
+    blocked = occupied.copy()
+    inside = np.all((held >= 0) & (held < occupied.shape), axis=1)
+    blocked[held[inside, 0], held[inside, 1]] = False   # the held object moves away
+    # Rasterising already widens each footprint by up to half a cell on every side.
+    gap_cells = int(round(params.place_gap / cell))
+    if gap_cells > 0:
+        blocked = ndimage.binary_dilation(blocked, np.ones((3, 3), dtype=bool),
+                                          iterations=gap_cells)
+    offsets = held - start_cell                                     # (A, 2)
     base = np.arctan2(*(start_xy - target[:2])[::-1])
     steps = np.arange(n_directions)
-    # 0, +1, -1, +2, -2, ... directions away from the one facing the start.
     order = np.where(steps % 2 == 1, (steps + 1) // 2, -(steps // 2))
-    for k in order:
-        a = base + 2.0 * np.pi * k / n_directions
-        spot = target[:2] + params.place_standoff * np.array([np.cos(a), np.sin(a)])
-        if len(others) == 0 or np.min(np.hypot(*(others[:, :2] - spot).T)) > \
-                params.place_clear_radius:
-            return np.array([spot[0], spot[1], target[2]])
+    angles = base + 2.0 * np.pi * order / n_directions
+    dirs = np.stack([np.cos(angles), np.sin(angles)], axis=1)       # (D, 2)
+    steps = np.arange(int(params.place_max_distance / cell) + 1)
+    goal_cells = goal if goal is not None and len(goal) else np.round(goal_cell)[None]
+    for direction in dirs:   # the first one usually works: no need to slide along all 16
+        spot_cells = np.round(goal_cell + steps[:, None] * direction).astype(int)   # (R, 2)
+        cells = spot_cells[:, None, :] + offsets                     # (R, A, 2)
+        inside = np.all((cells >= 0) & (cells < blocked.shape), axis=-1)
+        hit = np.zeros(inside.shape, dtype=bool)
+        hit[inside] = blocked[cells[inside][:, 0], cells[inside][:, 1]]
+        rs = np.nonzero(~np.any(hit, axis=1))[0]
+        if len(rs) == 0:
+            continue
+        placed = cells[rs[0]]
+        # Edge to edge: cell centres are one cell apart when the footprints touch.
+        gap = (np.min(np.hypot(*(placed[:, None] - goal_cells[None]).transpose(2, 0, 1)))
+               - 1.0) * cell
+        if gap > params.place_max_gap:
+            continue
+        spot = start_xy + (spot_cells[rs[0]] - start_cell) * cell
+        return np.array([spot[0], spot[1], target[2]])
     return None
 
 
 def lift_keypoints(grasp_uv, waypoints_uv, depth_m, K, T_base_camera, params=None):
-    """Return a GraspTarget: the top-down grasp and the waypoints' surface points (base frame).
+    """Return a GraspTarget: the grasp and the waypoints' surface points (base frame).
 
     Raises BackprojectionError naming the first point that cannot be lifted.
     """
     params = params or BackprojectionParams()
     depth_m = np.asarray(depth_m)  # float32 as published: a float64 copy costs ~0.3 ms
-    T, width, surface, depths = top_down_grasp(grasp_uv, depth_m, K, T_base_camera, params)
+    T, width, surface, depths = grasp_pose(grasp_uv, depth_m, K, T_base_camera, params)
     waypoints_uv = np.asarray(waypoints_uv, dtype=float).reshape(-1, 2)
     if len(waypoints_uv):
         pts_cam, wp_depth = lift_pixels(waypoints_uv, depth_m, K, params.depth_window,
@@ -332,13 +491,13 @@ def lift_keypoints(grasp_uv, waypoints_uv, depth_m, K, T_base_camera, params=Non
         waypoints = transform_points(T_base_camera, pts_cam)
         depths = np.concatenate([depths, wp_depth])
         target, _ = target_below(waypoints_uv[-1], depth_m, K, T_base_camera, params)
-        rays = np.array([np.concatenate(viewing_ray_base(uv, K, T_base_camera))
-                         for uv in waypoints_uv])
+        rays = np.hstack([np.broadcast_to(T_base_camera[:3, 3], waypoints_uv.shape[:1] + (3,)),
+                          viewing_rays_base(waypoints_uv, K, T_base_camera)])
         cloud = object_cloud(depth_m, K, T_base_camera, params)
         place = free_place(target, T[:3, 3], cloud, params)
         if place is None:
             raise BackprojectionError(
-                f'no free spot {params.place_standoff:.2f} m around the target at '
+                f'no free spot within {params.place_max_gap:.2f} m of the target at '
                 f'({target[0]:.3f}, {target[1]:.3f}) m to put the object down')
         scene_top = float(cloud[:, 2].max()) if len(cloud) else params.table_z
     else:

@@ -13,6 +13,7 @@ from tf2 when it is importable (a ROS install) and ``use_tf`` is set, else from 
 """
 
 from collections import deque
+import dataclasses
 import json
 import time
 
@@ -32,14 +33,21 @@ DEFAULTS = {
     'grasp_depth': 0.02,
     'table_z': 0.0,
     'min_tcp_height': 0.015,
+    'max_tilt_deg': 60.0,
+    'tilt_tolerance_px': 1.5,
+    'top_down_deg': 10.0,
     'top_radius': 0.04,
     'top_band': 0.004,
     'min_object_height': 0.015,
     'max_object_height': 0.40,
     'target_scan_px': 200,
-    'place_standoff': 0.13,
+    'place_gap': 0.02,
+    'place_max_gap': 0.05,
+    'place_max_distance': 0.35,
+    'place_cell': 0.015,
     'place_clear_radius': 0.05,
     'robot_exclusion_radius': 0.25,
+    'cloud_stride': 4,
     'buffer_size': 30,
     'base_frame': 'panda_link0',
     'camera_frame': 'camera_color_optical_frame',
@@ -49,22 +57,22 @@ DEFAULTS = {
 }
 
 
+def backprojection_params(values):
+    """BackprojectionParams from node parameter values (a dict; missing keys: defaults)."""
+    out = BackprojectionParams()
+    for f in dataclasses.fields(BackprojectionParams):
+        if f.name in values:
+            setattr(out, f.name, type(f.default)(values[f.name]))
+    return out
+
+
 class BackprojectionNode(Node):
     """Thin ROS shell over ``bopask_ros.backprojection.lift_keypoints``."""
 
     def __init__(self, **kwargs):
         super().__init__('backprojection_node', **kwargs)
         self.p = rc.declare(self, DEFAULTS)
-        self.params = BackprojectionParams(
-            depth_window=int(self.p['depth_window']), grasp_depth=float(self.p['grasp_depth']),
-            table_z=float(self.p['table_z']), min_tcp_height=float(self.p['min_tcp_height']),
-            top_radius=float(self.p['top_radius']), top_band=float(self.p['top_band']),
-            min_object_height=float(self.p['min_object_height']),
-            max_object_height=float(self.p['max_object_height']),
-            target_scan_px=int(self.p['target_scan_px']),
-            place_standoff=float(self.p['place_standoff']),
-            place_clear_radius=float(self.p['place_clear_radius']),
-            robot_exclusion_radius=float(self.p['robot_exclusion_radius']))
+        self.params = backprojection_params(self.p)
         self.status = rc.StatusPublisher(self, 'backprojection')
         self.T_static = transform_from_xyz_quat_xyzw(self.p['extrinsic.translation'],
                                                      self.p['extrinsic.rotation_xyzw'])

@@ -123,7 +123,7 @@ def cartesian_targets(T_grasp, waypoints, params, target_point=None, waypoint_ra
                       skipped=None, place=None, scene_top_z=None, carry='lift'):
     """Return ``[(step name, [T, ...]), ...]`` of the TCP poses of a pick and place.
 
-    Every pose keeps the grasp orientation (top-down, fixed yaw) while carrying. Indices of
+    Every pose keeps the grasp orientation (approach and yaw) while carrying. Indices of
     intermediate waypoints left out (outside the workspace) are appended to ``skipped``.
     ``carry`` (one of CARRY_TIERS) sets how high the object is carried: ``'scene'`` its
     bottom ``carry_clearance`` above the scene's highest point (``scene_top_z``; only with
@@ -176,7 +176,9 @@ def cartesian_targets(T_grasp, waypoints, params, target_point=None, waypoint_ra
     above_place_z = lift_z if carry == 'low' else max(lift_z, over_target_z)
     T_above = make_transform(T_grasp[:3, :3], [place[0], place[1], above_place_z])
     T_place = make_transform(T_grasp[:3, :3], [place[0], place[1], place_z])
-    T_retreat = translated(T_place, [0.0, 0.0, params.retreat_offset])
+    # Back out along the approach (straight up for a top-down grasp): a tilted hand lifted
+    # straight up would drag its lower finger over the object it just let go.
+    T_retreat = translated(T_place, -approach * params.retreat_offset)
     return [
         ('pre-grasp', [T_pre]),
         ('approach', [T_grasp]),

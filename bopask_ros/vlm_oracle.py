@@ -9,9 +9,9 @@ written with ``core.answer_format.format_points`` and the vlm node parses them w
 status lines name it ``oracle``.
 
 Grasp choice: among the generator's top collision-free grasps, the one whose approach is
-nearest straight down (the robot grasps from above; ties keep the generator's ranking). If
-even that one is tilted more than ``max_tilt_deg`` the oracle refuses (a model trained for
-this robot would be asked for top-down grasps; a side grasp would be executed wrongly).
+nearest straight down (ties keep the generator's ranking). If even that one is tilted more
+than ``max_tilt_deg`` (the back-projection's limit too) the oracle refuses: a grasp from the
+side of an object standing on the table is out of the arm's reach.
 """
 
 import itertools
@@ -130,11 +130,10 @@ class OracleBackend:
         down = -scene.up_cam
         tilts = [np.arccos(np.clip(g.T_cam[:3, 2] @ down, -1.0, 1.0)) for g in grasps]
         best = int(np.argmin(np.round(tilts, 3)))   # first of the least tilted
-        if tilts[best] > self.max_tilt:
+        if tilts[best] > self.max_tilt + 1e-3:   # the generator's 60 degrees, to rounding
             raise OracleError(f"the generator's grasps of the object all approach from the "
                               f'side (least tilt {np.degrees(tilts[best]):.0f} deg > '
-                              f'{np.degrees(self.max_tilt):.0f} deg); this robot grasps from '
-                              f'above')
+                              f'{np.degrees(self.max_tilt):.0f} deg)')
         return grasps[best].keypoints_px
 
     def trajectory_points(self, scene, obj_a, obj_b):

@@ -91,6 +91,35 @@ def test_finger_line_yaw_is_exact_for_any_direction(T_bc, yaw_deg):
     assert target.width == pytest.approx(0.07, abs=0.004)
 
 
+@pytest.mark.parametrize('tilt_deg', [30.0, -45.0, 60.0])
+def test_tilted_grasp_approach_is_recovered(T_bc, tilt_deg):
+    # The generator turns grasps about the closing line away from straight down; the finger
+    # bases' pixels tell by how much. The TCP is in the box's mid-plane across the fingers.
+    depth = render_depth(T_bc)
+    y, down = np.array([1.0, 0.0, 0.0]), np.array([0.0, 0.0, -1.0])
+    t = np.deg2rad(tilt_deg)
+    z = np.cos(t) * down + np.sin(t) * np.cross(y, down)
+    centre = (BOX_LO + BOX_HI) / 2
+    T_true = make_transform(np.stack([np.cross(y, z), y, z], axis=1),
+                            [centre[0], centre[1] + 0.01 * np.sign(t), 0.07])
+    uv = project_points(transform_points(invert_transform(T_bc),
+                                         gripper.grasp_keypoints(T_true, 0.05)), K)
+    target = lift_keypoints(uv, uv[:2], depth, K, T_bc)
+    angle = np.degrees(np.arccos(np.clip(target.approach @ z, -1.0, 1.0)))
+    assert angle < 3.0
+    assert abs(target.T_base_tcp[:3, 1] @ y) > np.cos(np.deg2rad(2.0))
+    np.testing.assert_allclose(target.position, T_true[:3, 3], atol=0.01)
+    assert target.width == pytest.approx(0.05, abs=0.004)
+
+
+def test_noisy_top_down_keypoints_stay_top_down(T_bc):
+    depth = render_depth(T_bc)
+    uv, _ = box_grasp_pixels(T_bc)
+    noisy = uv + np.random.default_rng(0).normal(0.0, 0.7, uv.shape)
+    target = lift_keypoints(noisy, uv[:2], depth, K, T_bc)
+    np.testing.assert_allclose(target.approach, [0.0, 0.0, -1.0], atol=1e-9)
+
+
 def test_target_point_is_the_object_under_the_goal(T_bc):
     depth = render_depth(T_bc)
     goal = project_points(transform_points(invert_transform(T_bc), [[0.5, 0.05, 0.2]]), K)[0]
@@ -129,21 +158,42 @@ def test_degenerate_finger_line_is_refused(T_bc):
         lift_keypoints(uv[:4], uv[:2], depth, K, T_bc)
 
 
-def test_place_spot_avoids_other_objects():
+def disc_cloud(centre, radius, z=0.05, spacing=0.005):
+    """Points filling a horizontal disc (an object's footprint seen from above)."""
+    g = np.arange(-radius, radius + 1e-9, spacing)
+    xx, yy = np.meshgrid(g, g)
+    keep = np.hypot(xx, yy) <= radius
+    return np.stack([xx[keep] + centre[0], yy[keep] + centre[1],
+                     np.full(keep.sum(), z)], axis=1)
+
+
+def footprint_gap(spot, start, held_r, centre, r):
+    """Gap between a disc of radius held_r moved with the grasp to ``spot`` and another."""
+    return np.linalg.norm(np.asarray(spot)[:2] - centre) - held_r - r
+
+
+def test_place_spot_is_next_to_the_target_footprint():
     from bopask_ros.backprojection import free_place
-    params = BackprojectionParams(place_standoff=0.13, place_clear_radius=0.05)
+    params = BackprojectionParams(place_gap=0.02, place_max_gap=0.06)
     target, start = np.array([0.6, 0.0, 0.1]), np.array([0.3, 0.0])
-    ring = [[0.6 + 0.03 * np.cos(a), 0.03 * np.sin(a), 0.1] for a in np.linspace(0, 6, 12)]
-    mover = [[0.3, 0.0, 0.05]]                       # the object being moved: ignored
-    spot = free_place(target, start, np.array(ring + mover), params)
-    np.testing.assert_allclose(spot, [0.47, 0.0, 0.1], atol=1e-9)   # toward the start
-    blocker = [[0.47, 0.0, 0.05]]                    # something stands there already
-    spot = free_place(target, start, np.array(ring + mover + blocker), params)
-    assert np.linalg.norm(spot[:2] - target[:2]) == pytest.approx(0.13)
-    assert np.linalg.norm(spot[:2] - [0.47, 0.0]) > 0.05
-    crowd = [[0.6 + 0.13 * np.cos(a), 0.13 * np.sin(a), 0.05]
-             for a in np.linspace(0, 2 * np.pi, 64)]
-    assert free_place(target, start, np.array(crowd), params) is None
+    big = disc_cloud(target, 0.08)           # a wide target (a bowl): its footprint counts
+    mover = disc_cloud(start, 0.03)          # the object being moved: it goes along
+    spot = free_place(target, start, np.vstack([big, mover]), params)
+    gap = footprint_gap(spot, start, 0.03, target[:2], 0.08)
+    assert 0.015 <= gap <= 0.045                      # place_gap, to a cell or two
+    assert abs(spot[1]) < 0.011 and spot[0] < 0.6     # on the start's side
+    # Something stands there already: another side, still next to the target. (Objects
+    # closer than about two cells share a footprint label, so the blocker keeps 4 cm away.)
+    blocker_xy = [target[0] - 0.14, 0.0]
+    blocker = disc_cloud(blocker_xy, 0.02)
+    spot2 = free_place(target, start, np.vstack([big, mover, blocker]), params)
+    # place_max_gap along the search direction; cells add up to two 1.5 cm cells.
+    assert 0.015 <= footprint_gap(spot2, start, 0.03, target[:2], 0.08) <= 0.06 + 0.03
+    assert footprint_gap(spot2, start, 0.03, blocker_xy, 0.02) >= 0.015
+    # Crowded all around: refused.
+    crowd = np.vstack([disc_cloud([0.6 + 0.16 * np.cos(a), 0.16 * np.sin(a)], 0.04)
+                       for a in np.linspace(0, 2 * np.pi, 12, endpoint=False)])
+    assert free_place(target, start, np.vstack([big, mover, crowd]), params) is None
 
 
 def test_target_crowded_on_all_sides_is_refused(T_bc):
@@ -154,6 +204,6 @@ def test_target_crowded_on_all_sides_is_refused(T_bc):
     uv = project_points(transform_points(invert_transform(T_bc),
                                          gripper.grasp_keypoints(T, 0.05)), K)
     goal = project_points(transform_points(invert_transform(T_bc), [[0.5, 0.05, 0.2]]), K)
-    params = BackprojectionParams(place_standoff=0.02)   # every spot would be on the box
+    params = BackprojectionParams(place_max_gap=0.0)   # no spot is close enough
     with pytest.raises(BackprojectionError, match='no free spot'):
         lift_keypoints(uv, np.vstack([uv[:1], goal]), depth, K, T_bc, params)

@@ -80,15 +80,23 @@ def sample_depth(depth_m, uv, window=5):
     depth_m = np.asarray(depth_m)
     h, w = depth_m.shape
     uv = np.asarray(uv, dtype=float).reshape(-1, 2)
-    out = np.full(len(uv), np.nan)
     half = max(int(window) // 2, 0)
     inside = pixels_inside(uv, w, h)
-    for i in np.nonzero(inside)[0]:
-        u, v = int(round(uv[i, 0])), int(round(uv[i, 1]))
-        patch = depth_m[max(v - half, 0):v + half + 1, max(u - half, 0):u + half + 1]
-        good = patch[np.isfinite(patch) & (patch > 0)]
-        if good.size:
-            out[i] = float(np.median(good))
+    offsets = np.arange(-half, half + 1)
+    centre = np.round(np.where(inside[:, None], uv, 0.0)).astype(int)
+    uu = centre[:, 0, None, None] + offsets[None, None, :]          # (N, 1, W)
+    vv = centre[:, 1, None, None] + offsets[None, :, None]          # (N, W, 1)
+    in_image = (uu >= 0) & (uu < w) & (vv >= 0) & (vv < h)
+    patch = depth_m[vv.clip(0, h - 1), uu.clip(0, w - 1)].astype(float)
+    with np.errstate(invalid='ignore'):
+        good = in_image & np.isfinite(patch) & (patch > 0) & inside[:, None, None]
+    # Median of the valid values per patch: sorted with the invalid ones last (as NaN).
+    vals = np.sort(np.where(good, patch, np.nan).reshape(len(uv), -1), axis=1)
+    n = good.reshape(len(uv), -1).sum(axis=1)
+    rows = np.arange(len(uv))
+    lo, hi = np.maximum((n - 1) // 2, 0), np.maximum(n // 2, 0)
+    out = (vals[rows, lo] + vals[rows, hi]) / 2.0
+    out[n == 0] = np.nan
     return out
 
 
