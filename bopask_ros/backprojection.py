@@ -111,6 +111,11 @@ class GraspTarget:
         return self.T_base_tcp[:3, 2].copy()
 
     @property
+    def tilt_deg(self):
+        """Angle between the approach and straight down, degrees."""
+        return float(np.degrees(np.arccos(np.clip(-self.T_base_tcp[2, 2], -1.0, 1.0))))
+
+    @property
     def yaw(self):
         """Angle of the finger-closing line (gripper y axis) about base z, radians."""
         y = self.T_base_tcp[:3, 1]

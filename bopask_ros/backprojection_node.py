@@ -189,7 +189,8 @@ class BackprojectionNode(Node):
         self._publish_viz(target, depth_msg.header.stamp)
         p = target.position
         self.status(f'command {command_id}: grasp at ({p[0]:.3f}, {p[1]:.3f}, {p[2]:.3f}) m, '
-                    f'yaw {np.degrees(target.yaw):.0f} deg, width {target.width * 100:.1f} cm, '
+                    f'yaw {np.degrees(target.yaw):.0f} deg, tilt {target.tilt_deg:.0f} deg, '
+                    f'width {target.width * 100:.1f} cm, '
                     f'{len(target.waypoints)} waypoints; back-projection {elapsed_ms:.2f} ms '
                     f'({cpu_ms:.2f} ms CPU)')
 

@@ -66,6 +66,26 @@ def test_plan_pick_place_sequence(ik):
     assert grasp_T[:3, 2] @ [0, 0, -1] > 0.999
 
 
+def test_tilted_grasp_keeps_its_approach_and_retreats_along_it(ik):
+    # 30 degrees off vertical, about the finger line (y), coming from the robot's side.
+    t = np.deg2rad(30.0)
+    fy, down = np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, -1.0])
+    fz = np.cos(t) * down + np.sin(t) * np.cross(fy, down) * -1.0
+    T = make_transform(np.stack([np.cross(fy, fz), fy, fz], axis=1), [0.5, 0.0, 0.05])
+    steps = plan_pick_place(T, np.array([[0.5, 0.0, 0.08], [0.5, 0.2, 0.1]]), robot.HOME_Q,
+                            ik, ExecutorParams(), target_point=[0.5, 0.25, 0.1],
+                            width=0.05, place=[0.5, 0.15, 0.1])
+    arm = {s.name: s for s in steps if s.kind == 'arm'}
+    for name in ('pre-grasp', 'approach', 'lift', 'place', 'retreat'):
+        T_end = ik.forward(arm[name].positions[-1])
+        assert T_end[:3, 2] @ fz > np.cos(np.deg2rad(1.0)), name   # same approach throughout
+    np.testing.assert_allclose(ik.forward(arm['pre-grasp'].positions[-1])[:3, 3],
+                               T[:3, 3] - 0.12 * fz, atol=2e-3)
+    place_end = ik.forward(arm['place'].positions[-1])[:3, 3]
+    np.testing.assert_allclose(ik.forward(arm['retreat'].positions[-1])[:3, 3],
+                               place_end - 0.12 * fz, atol=2e-3)
+
+
 def test_ik_failure_is_refused_before_anything(ik):
     # Inside the box but 1 m from the shoulder: beyond the Panda's reach.
     params = ExecutorParams(workspace_max=(1.2, 0.6, 0.8))
