@@ -10,8 +10,12 @@ reports:
   (the oracle's time, which stands in for the model); target < 100 ms;
 - back-projection time per request (the node's lift of the keypoints); target < 1 ms.
 
-Usage: ``python bench/bench_pick_place.py [--episodes 20] [--seed 0] [--out DIR]``.
-The last line is the JSON summary of ``bopask demo``.
+The graph runs as ``bopask demo`` runs it: two processes (sim, camera and vlm nodes here;
+back-projection and executor nodes in a child process), or all in this process with
+``--single-process`` (to compare).
+
+Usage: ``python bench/bench_pick_place.py [--episodes 20] [--seed 0] [--out DIR]
+[--single-process]``. The last line is the JSON summary of ``bopask demo``.
 """
 
 import argparse
@@ -38,10 +42,17 @@ def machine():
 
 
 def retime_backprojection(graph, requests, repeats=50):
-    """Median time of ``lift_keypoints`` per recorded request, run alone (after shutdown)."""
+    """Median time of ``lift_keypoints`` per recorded request, run alone (after shutdown).
+
+    Parameters and the static extrinsic as the node builds them from the graph's YAML files
+    and overrides (the node may have run in another process).
+    """
     from bopask_ros.backprojection import BackprojectionError, lift_keypoints
+    from bopask_ros.backprojection_node import backprojection_params, static_extrinsic
+    from bopask_ros.graph import declared_parameters
     from bopask_ros.image_conversion import metres_to_depth_mm
-    node = graph.nodes['backprojection_node']
+    p = declared_parameters('backprojection_node', graph.files, graph.overrides)
+    params, T_static = backprojection_params(p), static_extrinsic(p)
     times = []
     for kp, frame in requests:
         depth = metres_to_depth_mm(frame.depth_m).astype(np.float32) / 1000.0  # as published
@@ -50,7 +61,7 @@ def retime_backprojection(graph, requests, repeats=50):
         for _ in range(repeats):
             t0 = time.perf_counter()
             try:
-                lift_keypoints(grasp, wps, depth, frame.K, node.T_static, node.params)
+                lift_keypoints(grasp, wps, depth, frame.K, T_static, params)
             except BackprojectionError:
                 break
             run.append((time.perf_counter() - t0) * 1000.0)
@@ -60,10 +71,17 @@ def retime_backprojection(graph, requests, repeats=50):
 
 
 def retime_planning(graph, requests, repeats=5):
-    """Median time of the executor's plan (workspace check + all IK) per recorded request."""
+    """Median time of the executor's plan (workspace check + all IK) per recorded request.
+
+    Parameters and IK as the executor node builds them from the graph's YAML and overrides.
+    """
     from bopask_gen.sim import robot
     from bopask_ros.executor import IKError, plan_pick_place, WorkspaceError
-    node = graph.nodes['executor_node']
+    from bopask_ros.executor_node import executor_params, MinkIK
+    from bopask_ros.graph import declared_parameters
+    params = executor_params(declared_parameters('executor_node', graph.files,
+                                                 graph.overrides))
+    ik = MinkIK()
     times = []
     for req in requests:
         T = np.asarray(req['grasp']['T'], float)
@@ -72,8 +90,8 @@ def retime_planning(graph, requests, repeats=5):
         for _ in range(repeats):
             t0 = time.perf_counter()
             try:
-                plan_pick_place(T, np.asarray(req['waypoints'], float), robot.HOME_Q, node.ik,
-                                node.params, np.asarray(req['target_point'], float), rays,
+                plan_pick_place(T, np.asarray(req['waypoints'], float), robot.HOME_Q, ik,
+                                params, np.asarray(req['target_point'], float), rays,
                                 req['grasp']['width'], None, req.get('place_point'),
                                 req.get('scene_top_z'))
             except (IKError, WorkspaceError):
@@ -108,6 +126,9 @@ def main():
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--real-time-factor', type=float, default=2.0)
     parser.add_argument('--out', type=Path, default=Path('bench_pick_place_out'))
+    parser.add_argument('--single-process', action='store_true',
+                        help='every node in this process (default: back-projection and '
+                             'executor in a child process, as bopask demo)')
     args = parser.parse_args()
     if args.episodes < 1:
         parser.error('--episodes must be >= 1')
@@ -119,8 +140,11 @@ def main():
     rng = np.random.default_rng(args.seed)
     episodes = [random_episode(rng, names) for _ in range(args.episodes)]
     print(f'machine: {machine()}', flush=True)
+    print('graph: ' + ('one process' if args.single_process else
+                       'two processes (back-projection and executor nodes in a child)'),
+          flush=True)
     t0 = time.perf_counter()
-    graph, client = start_graph({}, args.real_time_factor)
+    graph, client = start_graph({}, args.real_time_factor, args.single_process)
     results = []
     try:
         for i, ep in enumerate(episodes):
@@ -141,6 +165,7 @@ def main():
     offline = retime_backprojection(graph, client.requests)
     offline_plan = retime_planning(graph, client.grasp_requests)
     s = summary(results)
+    s['graph_processes'] = 1 if args.single_process else 2
     lats = [r['command_to_trajectory_ms'] for r in results if r['command_to_trajectory_ms']]
     bps = [r['backprojection_ms'] for r in results if r['backprojection_ms']]
     cpus = [r['backprojection_cpu_ms'] for r in results if r['backprojection_cpu_ms']]

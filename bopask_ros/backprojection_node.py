@@ -66,6 +66,12 @@ def backprojection_params(values):
     return out
 
 
+def static_extrinsic(values):
+    """T_base_camera (4x4) from the ``extrinsic.*`` parameter values (the no-tf2 extrinsic)."""
+    return transform_from_xyz_quat_xyzw(values['extrinsic.translation'],
+                                        values['extrinsic.rotation_xyzw'])
+
+
 class BackprojectionNode(Node):
     """Thin ROS shell over ``bopask_ros.backprojection.lift_keypoints``."""
 
@@ -74,8 +80,7 @@ class BackprojectionNode(Node):
         self.p = rc.declare(self, DEFAULTS)
         self.params = backprojection_params(self.p)
         self.status = rc.StatusPublisher(self, 'backprojection')
-        self.T_static = transform_from_xyz_quat_xyzw(self.p['extrinsic.translation'],
-                                                     self.p['extrinsic.rotation_xyzw'])
+        self.T_static = static_extrinsic(self.p)
         self.tf_buffer = self._make_tf_buffer() if self.p['use_tf'] else None
         self.depth_buffer = deque(maxlen=int(self.p['buffer_size']))
         self.info_buffer = deque(maxlen=int(self.p['buffer_size']))

@@ -1,7 +1,10 @@
-"""``ros2 run bopask_ros bopask_graph [name:=value ...]``: every node in one process.
+"""``ros2 run bopask_ros bopask_graph [name:=value ...]``: the graph's nodes in one process.
 
-The launch file uses this for the simulator (the sim node, the sim camera and the oracle
-share one MuJoCo world in-process); it is ``bopask launch pick_place`` as an executable.
+Every node of the graph, or those of ``nodes:=a,b``. The launch file uses it for the
+simulator (``nodes:=sim_node,camera_node,vlm_node``: the sim node, the sim camera and the
+oracle share one MuJoCo world in-process); ``bopask demo`` starts it as a child process for
+the back-projection and executor nodes (``graph_process``). Without ``nodes:=`` it is
+``bopask launch pick_place`` as an executable.
 """
 
 import sys
@@ -10,11 +13,16 @@ import sys
 def main(args=None):
     """Start the graph with ``name:=value`` arguments (ROS arguments are ignored)."""
     from bopask_ros.graph import Graph, parse_assignments
+    from bopask_ros.graph_process import follow_parent
+    follow_parent()
     argv = list(sys.argv[1:] if args is None else args)
+    ros_args = [sys.argv[0]]    # name:=value are ours, not remapping rules for rcl
     if '--ros-args' in argv:
-        argv = argv[:argv.index('--ros-args')]
-    graph = Graph(parse_assignments(argv)).start()
+        argv, ros_args = argv[:argv.index('--ros-args')], ros_args + argv[argv.index(
+            '--ros-args'):]
+    graph = Graph(parse_assignments(argv), ros_args=ros_args)
     try:
+        graph.start()
         graph.spin()
     except KeyboardInterrupt:
         pass

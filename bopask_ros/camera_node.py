@@ -8,7 +8,9 @@ Backends:
 - ``realsense``: a RealSense via pyrealsense2 (``camera_realsense.RealSenseSource``);
   stamps are the node clock at capture (ROS time, like realsense-ros' default).
 - ``sim``: the MuJoCo world of the sim node in this process (``sim_runtime``); stamps are
-  the wall-clock time of the render.
+  the wall-clock time of the render. Each render is published once, as soon as it is made
+  (the runtime triggers a guard condition: no polling), at most ``publish_rate_hz`` a
+  second; the sim node's ``camera_rate_hz`` sets how often it renders.
 """
 
 import threading
@@ -26,7 +28,7 @@ DEFAULTS = {
     'height': 480,
     'fps': 30,
     'serial': '',
-    'publish_rate_hz': 10.0,
+    'publish_rate_hz': 10.0,   # sim: the most renders published per second
 }
 
 
@@ -48,7 +50,11 @@ class CameraNode(Node):
             self.runtime = get_runtime(timeout=60.0)
             from bopask_ros.ground_truth import GroundTruthPublisher  # issue 6: bag ground truth
             self.ground_truth = GroundTruthPublisher(self, self.runtime, self.p['frame_id'])
-            self.create_timer(1.0 / float(self.p['publish_rate_hz']), self.publish_sim)
+            self._min_period_ns = int(1e9 / float(self.p['publish_rate_hz']))
+            self._last_stamp_ns = None
+            # Woken by the sim thread after each render, instead of polling for new ones.
+            self._frame_ready = self.create_guard_condition(self.publish_sim).trigger
+            self.runtime.add_frame_listener(self._frame_ready)
         elif backend == 'realsense':
             from bopask_ros.camera_realsense import RealSenseSource
             self.source = RealSenseSource(self.p['width'], self.p['height'], self.p['fps'],
@@ -69,11 +75,14 @@ class CameraNode(Node):
         self.info_pub.publish(make_camera_info(K, w, h, header, distortion))
 
     def publish_sim(self):
-        """Publish the sim's newest render (once per render)."""
+        """Publish the sim's newest render (once per render, at most publish_rate_hz)."""
         frame = self.runtime.latest_frame()
         if frame is None or frame.seq == self._last_seq:
             return
-        self._last_seq = frame.seq
+        if self._last_stamp_ns is not None and \
+                0 <= frame.stamp_ns - self._last_stamp_ns < self._min_period_ns:
+            return
+        self._last_seq, self._last_stamp_ns = frame.seq, frame.stamp_ns
         self.publish_arrays(frame.rgb, metres_to_depth_mm(frame.depth_m), frame.K,
                             frame.stamp_ns)
         self.ground_truth.publish(frame)
@@ -89,8 +98,10 @@ class CameraNode(Node):
             self.publish_arrays(frame.rgb, frame.depth_mm, frame.K, stamp, frame.distortion)
 
     def destroy_node(self):
-        """Stop the capture thread and the device."""
+        """Stop the capture thread and the device (or the sim's frame notifications)."""
         self._stop.set()
+        if hasattr(self, '_frame_ready'):
+            self.runtime.remove_frame_listener(self._frame_ready)
         if hasattr(self, 'source'):
             self._thread.join(timeout=2.0)
             self.source.close()

@@ -1,11 +1,13 @@
 """``bopask demo``: the simulated robot picks and places objects from language commands.
 
-Starts the sim graph in this process (MuJoCo world as robot and camera, oracle VLM,
-back-projection, IK executor -- the nodes and YAML of ``bopask launch pick_place``), sends
-the commands over ``/bopask/command`` like any client, and judges every episode in physics
-(``episodes.judge``: the object was lifted and ended next to the target). Prints one line
-per episode and the success rate, writes a PNG strip (per episode: the VLM overlay before,
-the camera view after), and ends with one JSON line::
+Starts the sim graph (MuJoCo world as robot and camera, oracle VLM, back-projection, IK
+executor -- the nodes and YAML of ``bopask launch pick_place``) in two processes: the sim,
+camera and vlm nodes here, the back-projection and executor nodes in a child process
+(``graph_process``), so the simulator does not hold the GIL they need; ``--single-process``
+runs all of them here. It sends the commands over ``/bopask/command`` like any client,
+and judges every episode in physics (``episodes.judge``: the object was lifted and ended
+next to the target). Prints one line per episode and the success rate, writes a PNG strip
+(per episode: the VLM overlay before, the camera view after), and ends with one JSON line::
 
     {"episodes": N, "successes": K, "success_rate": K/N,
      "median_command_to_trajectory_ms": ..., "median_backprojection_ms": ...}
@@ -36,6 +38,9 @@ def add_arguments(parser):
                         help='physics speed relative to the wall clock (default 2)')
     parser.add_argument('--timeout', type=float, default=120.0,
                         help='seconds allowed per episode (default 120)')
+    parser.add_argument('--single-process', action='store_true',
+                        help='run every node in this process (default: the back-projection '
+                             'and executor nodes in a child process)')
     parser.add_argument('args', nargs='*', metavar='name:=value',
                         help='extra graph arguments, as for `bopask launch pick_place`')
 
@@ -63,6 +68,11 @@ class DemoClient:
             self.node.create_subscription(String, rc.GRASP_REQUEST_TOPIC,
                                           self._on_grasp_request, 10)
         self.command_pub = self.node.create_publisher(String, rc.COMMAND_TOPIC, 10)
+        self.checks = []   # callables run while waiting (raise when a graph process died)
+
+    def _check(self):
+        for check in self.checks:
+            check()
 
     def _on_status(self, msg):
         with self.lock:
@@ -102,6 +112,7 @@ class DemoClient:
         """Wait for the executor's result (or a refusal) after ``mark``; return (kind, data)."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
+            self._check()
             with self.lock:
                 if len(self.results) > mark[1]:
                     return 'result', self.results[mark[1]]
@@ -115,6 +126,7 @@ class DemoClient:
         """Wait for the vlm node's answer or refusal after ``mark``; return that line or None."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
+            self._check()
             for line in self.new_status(mark):
                 if line.startswith('[vlm]') and ('answered' in line or 'refused' in line):
                     return line
@@ -132,19 +144,60 @@ class DemoClient:
             return self.overlays[mark[2]] if len(self.overlays) > mark[2] else None
 
 
-def start_graph(arguments, real_time_factor):
-    """Start the sim graph plus a DemoClient; return (graph, client)."""
-    from bopask_ros.graph import Graph
+def start_graph(arguments, real_time_factor, single_process=False, ready_timeout=60.0):
+    """Start the sim graph plus a DemoClient; return (graph, client).
+
+    Two processes unless ``single_process``: ``graph`` holds the sim, camera and vlm nodes
+    and the client; a ``GraphProcess`` child (in ``graph.processes``, stopped by
+    ``graph.shutdown()``) the back-projection and executor nodes. Returns once the child's
+    nodes are up; raises ``GraphProcessError`` (after cleaning up) when the child dies or
+    is not up within ``ready_timeout`` s, and the client's waits raise it if the child dies
+    later.
+    """
+    from bopask_ros.graph import Graph, NODES
+    from bopask_ros.graph_process import CHILD_NODES, GraphProcess
     # The simulator renders in software: on a loaded CPU a frame can take longer than a real
     # camera's, so the demo allows older images than the 1 s default.
     args = {'camera_backend': 'sim', 'vlm_backend': 'oracle', 'executor_backend': 'ik',
             'sim_node.real_time_factor': real_time_factor, 'vlm_node.max_image_age_s': 2.5}
     args.update(arguments)
-    graph = Graph(args).start()
-    client = DemoClient(graph.context, graph.runtime)
-    graph.add_node(client.node)
-    graph.spin_in_thread()
+    here = None if single_process else [n for n, _, _ in NODES if n not in CHILD_NODES]
+    graph = Graph(args, nodes=here)    # refuses bad arguments before any process starts
+    child = None if single_process else GraphProcess(args, CHILD_NODES)
+    try:
+        if child is not None:
+            child.start()          # it imports and builds its nodes while the sim starts
+            graph.add_process(child)
+        graph.start()
+        client = DemoClient(graph.context, graph.runtime)
+        graph.add_node(client.node)
+        graph.spin_in_thread()
+        if child is not None:
+            child.wait_ready(client.node, ready_timeout, child_conditions(graph, client))
+            client.checks.append(child.check)
+    except BaseException:
+        graph.shutdown()           # stops the child too
+        raise
     return graph, client
+
+
+def child_conditions(graph, client):
+    """What must hold before the first command when the child runs the downstream nodes."""
+    from bopask_ros import ros_common as rc
+    vlm = graph.nodes['vlm_node']
+    busy = [s for s in vlm.subscriptions if s.topic_name == rc.BUSY_TOPIC]
+
+    def subscribed(topic, node_name):
+        return lambda: node_name in {i.node_name for i in
+                                     client.node.get_subscriptions_info_by_topic(topic)}
+    return {
+        "the vlm node's /bopask/busy subscription matched with the executor's publisher":
+            lambda: all(s.get_publisher_count() > 0 for s in busy),
+        f'backprojection_node subscribed to {rc.KEYPOINTS_TOPIC}':
+            subscribed(rc.KEYPOINTS_TOPIC, 'backprojection_node'),
+        f'executor_node subscribed to {rc.JOINT_STATES_TOPIC}':
+            subscribed(rc.JOINT_STATES_TOPIC, 'executor_node'),
+    }
 
 
 def object_positions(runtime):
@@ -253,6 +306,7 @@ def episodes_for(args):
 def run(args):
     """Entry point of ``bopask demo``."""
     from bopask_ros.graph import parse_assignments
+    from bopask_ros.graph_process import GraphProcessError
     try:
         episodes = episodes_for(args)
         extra = parse_assignments(args.args)
@@ -260,7 +314,14 @@ def run(args):
         print(f'demo: {exc}')
         return 2
     os.environ.setdefault('MUJOCO_GL', 'egl')
-    graph, client = start_graph(extra, args.real_time_factor)
+    try:
+        graph, client = start_graph(extra, args.real_time_factor, args.single_process)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f'demo: {exc}')
+        return 2
+    except GraphProcessError as exc:
+        print(f'demo: {exc}')
+        return 1
     results = []
     try:
         for i, episode in enumerate(episodes):
@@ -274,6 +335,9 @@ def run(args):
                   + (f', {r["reason"]}' if r['reason'] else '')
                   + (f'; command->trajectory {lat:.0f} ms' if lat is not None else '') + ')',
                   flush=True)
+    except GraphProcessError as exc:
+        print(f'demo: {exc}')
+        return 1
     finally:
         graph.shutdown()
     s = summary(results)

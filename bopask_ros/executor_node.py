@@ -85,15 +85,20 @@ class MinkIK:
         return self._ik.forward(q)
 
 
+def executor_params(values):
+    """ExecutorParams from the node's parameter values (``{name: value}``; lists -> tuples)."""
+    return ExecutorParams(**{k: (tuple(v) if isinstance(v, list) else v)
+                             for k, v in values.items()
+                             if k in ExecutorParams.__dataclass_fields__})
+
+
 class ExecutorNode(Node):
     """Thin ROS shell over ``bopask_ros.executor.plan_pick_place``."""
 
     def __init__(self, **kwargs):
         super().__init__('executor_node', **kwargs)
         self.p = rc.declare(self, DEFAULTS)
-        self.params = ExecutorParams(**{k: (tuple(v) if isinstance(v, list) else v)
-                                        for k, v in self.p.items()
-                                        if k in ExecutorParams.__dataclass_fields__})
+        self.params = executor_params(self.p)
         self.status = rc.StatusPublisher(self, 'executor')
         self._moveit = None
         if self.p['backend'] in ('ik', 'moveit'):

@@ -1,4 +1,4 @@
-"""Start the pick-and-place node graph in one process (no ROS launch needed).
+"""Start the pick-and-place node graph, or some of its nodes, in one process (no ROS launch).
 
 The same node classes and YAML files as ``launch/pick_place.launch.py``, spun by one
 ``MultiThreadedExecutor``. Arguments use launch syntax, ``name:=value``:
@@ -7,13 +7,17 @@ The same node classes and YAML files as ``launch/pick_place.launch.py``, spun by
   ``model_path:=DIR``, ``executor_backend:=ik|moveit``, ``config:=FILE`` (parameters,
   default config/pick_place.yaml; config/extrinsics.yaml is always read after it),
   ``sim:=true|false`` (default: true when the camera backend is sim);
+- ``nodes:=a,b`` starts only these nodes of ``NODES`` in this process (default: all of the
+  graph); another process on the same ROS domain runs the rest;
 - ``NODE.PARAM:=value`` sets one parameter, e.g. ``sim_node.seed:=3``.
 
-The sim node must share the process with the sim camera and the oracle (``sim_runtime``).
+The sim node must share the process with the sim camera and the oracle (``sim_runtime``):
+a selection that splits them is refused.
 """
 
 import importlib
 import threading
+import time
 
 import yaml
 
@@ -54,6 +58,7 @@ def parse_assignments(items):
 def resolve(arguments):
     """Return (config files, {node: {param: value}} overrides, [node names to start])."""
     args = dict(arguments)
+    selection = args.pop('nodes', None)
     config = args.pop('config', rc.DEFAULT_CONFIG)
     files = [rc.config_path(config), rc.config_path(EXTRINSICS)]
     overrides = {name: {} for name, _, _ in NODES}
@@ -74,7 +79,41 @@ def resolve(arguments):
     if sim is None:
         sim = camera_backend == 'sim'
     names = [n for n, _, _ in NODES if n != 'sim_node' or sim]
+    if selection is not None:
+        names = select_nodes(names, selection, files, overrides)
     return files, overrides, names
+
+
+def select_nodes(names, selection, files, overrides):
+    """The nodes of ``names`` named in ``selection`` ('a,b' or a list), in graph order.
+
+    Refuses unknown names, nodes the graph does not run (sim_node with ``sim:=false``) and
+    selections that split the simulator from the nodes that use its in-process world.
+    """
+    if isinstance(selection, str):
+        selection = selection.split(',')
+    if not isinstance(selection, (list, tuple)):
+        raise ValueError(f'nodes:={selection!r}: give node names separated by commas')
+    wanted = {str(s).strip() for s in selection}
+    unknown = sorted(wanted - {n for n, _, _ in NODES})
+    if unknown or not wanted:
+        raise ValueError(f'nodes:= names unknown nodes {unknown}: use names of '
+                         f'{[n for n, _, _ in NODES]}, separated by commas')
+    absent = sorted(wanted - set(names))
+    if absent:
+        raise ValueError(f'nodes:= selects {absent}, which this graph does not run '
+                         f'(its nodes: {names}; sim_node needs sim:=true)')
+    if 'sim_node' in names:
+        # The sim camera and the oracle use the sim node's world in-process (sim_runtime).
+        together = ['sim_node']
+        for node, backend in (('camera_node', 'sim'), ('vlm_node', 'oracle')):
+            if node_parameters(node, files, overrides).get('backend') == backend:
+                together.append(node)
+        inside = [n for n in together if n in wanted]
+        if inside and len(inside) != len(together):
+            raise ValueError(f'nodes:= must select all of {together} or none of them: they '
+                             f'share the simulator in-process (selected only {inside})')
+    return [n for n in names if n in wanted]
 
 
 def node_parameters(node_name, files, overrides):
@@ -86,14 +125,37 @@ def node_parameters(node_name, files, overrides):
     return values
 
 
-class Graph:
-    """The node graph in this process; ``start()`` then ``spin_in_thread()`` or ``spin()``."""
+def declared_parameters(node_name, files, overrides):
+    """The values ``rc.declare`` gives the node in such a graph, without creating it.
 
-    def __init__(self, arguments=None, context=None, extra_nodes=()):
-        self.files, self.overrides, self.names = resolve(arguments or {})
+    The node module's ``DEFAULTS``, each replaced by the merged parameter of that name
+    (parameters the node does not declare are ignored, as rclpy does).
+    """
+    module = importlib.import_module(dict((n, m) for n, m, _ in NODES)[node_name])
+    params = node_parameters(node_name, files, overrides)
+    return {name: params.get(name, default) for name, default in module.DEFAULTS.items()}
+
+
+class Graph:
+    """The node graph in this process; ``start()`` then ``spin_in_thread()`` or ``spin()``.
+
+    ``nodes`` (names of ``NODES``) starts only those nodes, like the ``nodes:=`` argument;
+    ``ros_args`` go to ``rclpy.init`` (default: ``sys.argv``). Processes added with
+    ``add_process`` (``graph_process.GraphProcess``: the rest of the graph) are stopped by
+    ``shutdown``.
+    """
+
+    def __init__(self, arguments=None, context=None, extra_nodes=(), nodes=None,
+                 ros_args=None):
+        arguments = dict(arguments or {})
+        if nodes is not None:
+            arguments['nodes'] = list(nodes)
+        self.files, self.overrides, self.names = resolve(arguments)
         self.context = context
+        self.ros_args = ros_args
         self.nodes = {}
         self.extra_nodes = list(extra_nodes)
+        self.processes = []
         self.executor = None
         self._thread = None
 
@@ -103,7 +165,7 @@ class Graph:
         from rclpy.executors import MultiThreadedExecutor
         if self.context is None:
             self.context = rclpy.Context()
-            rclpy.init(context=self.context, domain_id=rc.domain_id())
+            rclpy.init(args=self.ros_args, context=self.context, domain_id=rc.domain_id())
         for name, module_name, class_name in NODES:
             if name not in self.names:
                 continue
@@ -122,9 +184,20 @@ class Graph:
         if self.executor is not None:
             self.executor.add_node(node)
 
+    def add_process(self, process):
+        """Stop ``process`` (anything with ``interrupt()`` and ``stop()``) on shutdown."""
+        self.processes.append(process)
+
     def spin(self):
-        """Spin until shutdown (blocks)."""
-        self.executor.spin()
+        """Spin until shutdown (blocks); Ctrl-C raises KeyboardInterrupt here.
+
+        The executor spins on a thread while this one waits: rclpy installs no signal
+        handler for a context of its own, so a wait set with nothing due (a process without
+        timers) would keep Python's SIGINT handler from ever running on this thread.
+        """
+        self.spin_in_thread()
+        while self._thread.is_alive():
+            time.sleep(0.2)   # not join(): a join interrupted by Ctrl-C corrupts the thread
 
     def spin_in_thread(self):
         """Spin on a background thread."""
@@ -133,7 +206,16 @@ class Graph:
         return self
 
     def shutdown(self):
-        """Stop spinning, destroy the nodes and the context."""
+        """Stop the added processes, stop spinning, destroy the nodes and the context."""
+        for process in self.processes:
+            process.interrupt()  # they wind down while this process does
+        try:
+            self._shutdown_here()
+        finally:
+            for process in self.processes:
+                process.stop()
+
+    def _shutdown_here(self):
         import rclpy
         if self.executor is not None:
             self.executor.shutdown(timeout_sec=5.0)
@@ -144,7 +226,8 @@ class Graph:
                 pass
         if self._thread is not None:
             self._thread.join(timeout=5.0)
-        rclpy.try_shutdown(context=self.context)
+        if self.context is not None:
+            rclpy.try_shutdown(context=self.context)
 
     @property
     def runtime(self):

@@ -4,14 +4,15 @@ One ``SimRuntime`` per process owns a ``bopask_gen.sim.world.World``. Every MuJo
 (physics, rendering) happens on the runtime's thread -- an EGL/OSMesa context belongs to
 one thread, and ROS callbacks run on executor threads -- so other code talks to it through
 thread-safe methods: ``submit_trajectory``, ``set_gripper``, ``latest_frame``,
-``joint_state`` and ``call(fn)`` (run ``fn(world)`` on the sim thread and return its
-result).
+``joint_state``, ``add_frame_listener`` (called after each render) and ``call(fn)`` (run
+``fn(world)`` on the sim thread and return its result).
 
-Design choice: the sim node (the robot's controller) and the camera node's ``sim`` backend
-share this runtime in-process (``get_runtime()``), so the graph that uses the simulator runs
+Design choice: the sim node (the robot's controller), the camera node's ``sim`` backend and
+the oracle VLM share this runtime in-process (``get_runtime()``), so these three nodes run
 in one process (``bopask launch pick_place``, ``bopask demo``, or the ``bopask_graph``
-executable in the launch file). Physics runs at ``real_time_factor`` times the wall clock;
-image stamps are wall-clock time so age checks work across processes.
+executable in the launch file); the other nodes may run elsewhere. Physics runs at
+``real_time_factor`` times the wall clock; image stamps are wall-clock time so age checks
+work across processes.
 """
 
 from collections import deque
@@ -66,6 +67,8 @@ class SimRuntime:
         self._lock = threading.Lock()
         self._frame = None
         self._frames = deque(maxlen=30)
+        self._frame_listeners = []
+        self._listeners_lock = threading.RLock()
         self._joint_state = None
         self._trajectory = None        # (t0_sim, times (M,), positions (M+1, 7) incl. start)
         self._stop = threading.Event()
@@ -109,6 +112,17 @@ class SimRuntime:
         """The most recent rendered Frame (or None before the first)."""
         with self._lock:
             return self._frame
+
+    def add_frame_listener(self, fn):
+        """Call ``fn()`` on the sim thread after each new frame (keep it short: a trigger)."""
+        with self._listeners_lock:
+            self._frame_listeners.append(fn)
+
+    def remove_frame_listener(self, fn):
+        """Stop calling ``fn``; once this returns it is neither running nor called again."""
+        with self._listeners_lock:
+            if fn in self._frame_listeners:
+                self._frame_listeners.remove(fn)
 
     def frame_at(self, stamp_ns):
         """The recent Frame with this stamp (None when it has left the history)."""
@@ -265,6 +279,9 @@ class SimRuntime:
         with self._lock:
             self._frame = frame
             self._frames.append(frame)
+        with self._listeners_lock:
+            for fn in self._frame_listeners:
+                fn()
 
 
 def get_runtime(timeout=0.0):

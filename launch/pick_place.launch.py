@@ -14,8 +14,11 @@ camera optical frame) unless ``publish_extrinsics:=false`` (e.g. a hand-eye cali
 package publishes it).
 
 With ``camera_backend:=sim`` the MuJoCo world is the robot and the camera; the sim node,
-the sim camera and the oracle share that world in-process, so the whole graph runs as one
-process (the ``bopask_graph`` executable) with the same parameters.
+the sim camera and the vlm node (the oracle reads that world in-process) run in one process
+(the ``bopask_graph`` executable with ``nodes:=sim_node,camera_node,vlm_node``) with the
+same parameters; the back-projection and executor nodes are processes of their own, as on
+the robot, so the simulator does not take their CPU (Python's GIL). The static extrinsic is
+published as well: the sim camera is mounted at it.
 """
 
 import os
@@ -28,6 +31,8 @@ from launch_ros.actions import Node
 from launch import LaunchDescription
 
 PACKAGE = 'bopask_ros'
+# The nodes that share the simulator's MuJoCo world in-process (bopask_graph nodes:=...).
+SIM_PROCESS_NODES = 'sim_node,camera_node,vlm_node'
 
 
 def _nodes(context):
@@ -40,23 +45,24 @@ def _nodes(context):
     model_path = LaunchConfiguration('model_path').perform(context)
     executor = LaunchConfiguration('executor_backend').perform(context)
     dry_run = LaunchConfiguration('dry_run').perform(context).lower() == 'true'
-    if camera == 'sim':
-        # One process holds several nodes: no name= (it would rename all of them).
-        return [Node(package=PACKAGE, executable='bopask_graph', output='screen',
-                     arguments=[f'config:={config}', 'camera_backend:=sim',
-                                f'vlm_backend:={vlm}', f'model_path:={model_path}',
-                                f'executor_backend:={executor}',
-                                f'executor_node.dry_run:={str(dry_run).lower()}'])]
     files = [config, extrinsics]
     nodes = [
-        Node(package=PACKAGE, executable='vlm_node', name='vlm_node', output='screen',
-             parameters=files + [{'backend': vlm, 'model_path': model_path}]),
         Node(package=PACKAGE, executable='backprojection_node', name='backprojection_node',
              output='screen', parameters=files),
         Node(package=PACKAGE, executable='executor_node', name='executor_node',
              output='screen', parameters=files + [{'backend': executor, 'dry_run': dry_run}]),
     ]
-    if camera != 'external':
+    if camera == 'sim':
+        # One process holds several nodes: no name= (it would rename all of them).
+        nodes.append(Node(package=PACKAGE, executable='bopask_graph', output='screen',
+                          arguments=[f'config:={config}', 'camera_backend:=sim',
+                                     f'vlm_backend:={vlm}', f'model_path:={model_path}',
+                                     f'nodes:={SIM_PROCESS_NODES}']))
+    else:
+        nodes.append(Node(package=PACKAGE, executable='vlm_node', name='vlm_node',
+                          output='screen',
+                          parameters=files + [{'backend': vlm, 'model_path': model_path}]))
+    if camera not in ('external', 'sim'):
         nodes.append(Node(package=PACKAGE, executable='camera_node', name='camera_node',
                           output='screen', parameters=files + [{'backend': camera}]))
     if LaunchConfiguration('publish_extrinsics').perform(context).lower() == 'true':

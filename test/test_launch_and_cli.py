@@ -68,6 +68,46 @@ def test_graph_arguments():
         resolve({'config': 'missing.yaml'})
 
 
+def test_graph_node_selection():
+    _, _, names = resolve({'nodes': 'backprojection_node,executor_node'})
+    assert names == ['backprojection_node', 'executor_node']
+    _, _, names = resolve({'nodes': ['vlm_node', 'camera_node', 'sim_node']})
+    assert names == ['sim_node', 'camera_node', 'vlm_node']          # graph order
+    with pytest.raises(ValueError, match=r"unknown nodes \['executor'\]"):
+        resolve({'nodes': 'backprojection_node,executor'})
+    # The sim camera and the oracle use the sim node's world in-process: no split.
+    with pytest.raises(ValueError, match=r'all of \[.sim_node., .camera_node., .vlm_node.\]'):
+        resolve({'nodes': 'sim_node,camera_node'})
+    with pytest.raises(ValueError, match='all of'):
+        resolve({'nodes': 'vlm_node'})
+    # Without the oracle the vlm node may run anywhere; without the sim there is no sim_node.
+    _, _, names = resolve({'nodes': 'vlm_node', 'vlm_backend': 'transformers'})
+    assert names == ['vlm_node']
+    with pytest.raises(ValueError, match='does not run'):
+        resolve({'nodes': 'sim_node', 'camera_backend': 'realsense'})
+
+
+def test_declared_parameters_match_the_node_and_overrides():
+    from bopask_ros.executor_node import DEFAULTS
+    from bopask_ros.graph import declared_parameters
+    files, overrides, _ = resolve({'executor_node.lift_height': 0.2})
+    p = declared_parameters('executor_node', files, overrides)
+    assert set(p) == set(DEFAULTS)          # only what the node declares
+    assert p['lift_height'] == 0.2
+    yaml_p = rc.load_node_parameters(files[0], 'executor_node')
+    assert p['workspace_max'] == yaml_p['workspace_max']
+    bp = declared_parameters('backprojection_node', files, overrides)
+    assert bp['extrinsic.translation'] == \
+        rc.load_node_parameters(files[1], 'backprojection_node')['extrinsic.translation']
+
+
+def test_child_arguments_read_back_unchanged():
+    from bopask_ros.graph_process import format_assignments
+    args = {'sim_node.real_time_factor': 2.0, 'vlm_backend': 'oracle', 'a': True, 'b': '1',
+            'c': '', 'd': [0.1, 2], 'e': 'true', 'f': 'x: y', 'nodes': 'a,b', 'g': 3}
+    assert parse_assignments(format_assignments(args)) == args
+
+
 def test_bad_yaml_names_the_file(tmp_path):
     bad = tmp_path / 'bad.yaml'
     bad.write_text('vlm_node:\n  backend: oracle\n')

@@ -198,6 +198,45 @@ def test_every_launch_argument_it_reads_is_declared(launch_tree):
     assert read <= declared, f'read but not declared: {sorted(read - declared)}'
 
 
+def argument_text(node):
+    """The text of a literal or f-string launch argument (module constants filled in)."""
+    if isinstance(node, ast.JoinedStr):
+        parts = []
+        for value in node.values:
+            if isinstance(value, ast.Constant):
+                parts.append(str(value.value))
+            elif isinstance(value, ast.FormattedValue) and literal(value.value) is not None:
+                parts.append(str(literal(value.value)))
+            else:
+                return None       # a value known only at launch time
+        return ''.join(parts)
+    value = literal(node)
+    return value if isinstance(value, str) else None
+
+
+def test_sim_process_holds_only_the_nodes_that_share_the_simulator(launch_tree):
+    """bopask_graph runs sim, camera and vlm (one MuJoCo world); the others are own Nodes."""
+    from bopask_ros.graph import NODES, resolve
+    graphs = [call for package, executable, call in node_actions(launch_tree)
+              if executable == 'bopask_graph']
+    assert len(graphs) == 1, 'the sim branch must start bopask_graph once'
+    arguments = keyword(graphs[0], 'arguments')
+    assert isinstance(arguments, ast.List), 'bopask_graph arguments must be a list'
+    texts = [argument_text(a) for a in arguments.elts]
+    selections = [t for t in texts if t is not None and t.startswith('nodes:=')]
+    assert len(selections) == 1, f'bopask_graph needs one nodes:= argument, got {texts}'
+    selected = selections[0].split(':=', 1)[1]
+    assert selected.split(',') == ['sim_node', 'camera_node', 'vlm_node'], selected
+    # The graph accepts the selection (it keeps the simulator's users together).
+    _, _, names = resolve({'nodes': selected, 'camera_backend': 'sim',
+                           'vlm_backend': 'oracle'})
+    assert names == ['sim_node', 'camera_node', 'vlm_node']
+    own = {executable for _, executable, _ in node_actions(launch_tree)}
+    for name, _, _ in NODES:
+        if name not in names:
+            assert name in own, f'{name} runs in no process of the sim branch'
+
+
 # ----------------------------------------------------------------------------- ROS install
 def _ros_launch_available():
     try:

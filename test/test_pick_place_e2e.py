@@ -1,6 +1,7 @@
 """End to end over real DDS: sim camera -> oracle VLM -> back-projection -> IK executor -> sim.
 
-The graph is the one ``bopask demo`` and ``bopask launch pick_place`` start. The command
+The graph is the one ``bopask demo`` starts (the nodes of ``bopask launch pick_place``; the
+back-projection and executor nodes in a child process, as the demo runs them). The command
 "pick up the mustard bottle and put it next to the soup can" must lift the mustard bottle in
 the physics and leave it next to the soup can; a second command sent while the first one
 runs is rejected with a status line (commands are not queued) and does not disturb it.
