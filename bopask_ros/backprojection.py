@@ -78,11 +78,14 @@ class BackprojectionParams:
     place_max_gap: float = 0.06
     place_max_distance: float = 0.35
     place_cell: float = 0.015
+    goal_side_tolerance: float = 0.04
     place_clear_radius: float = 0.05
     robot_exclusion_radius: float = 0.25
     cloud_stride: int = 4
     top_radius: float = 0.04
     top_band: float = 0.004
+    top_max_rise: float = 0.06
+    depth_jump: float = 0.012
     target_scan_px: int = 200
 
 
@@ -162,12 +165,49 @@ def viewing_ray_base(uv, K, T_base_camera):
             viewing_rays_base(uv, K, T_base_camera)[0])
 
 
+def surface_component(patch, seed, seed_depth, jump):
+    """Bool mask of the depth samples connected to ``seed`` without a depth step > ``jump``.
+
+    4-connected; the far sample of every step is cut, so an object and what lies behind it
+    come apart while the near object keeps its edge. The component is that of the sample
+    nearest ``seed`` (row, col) whose depth is within ``jump`` of ``seed_depth``.
+    """
+    from scipy import ndimage
+    valid = np.isfinite(patch) & (patch > 0)
+    d = np.where(valid, patch, np.inf)
+    cut = ~valid
+    with np.errstate(invalid='ignore'):
+        for axis in (0, 1):
+            diff = np.diff(d, axis=axis)            # next minus this sample
+            far_next = diff > jump                  # the next one lies behind a step: cut it
+            far_this = diff < -jump
+            if axis == 0:
+                cut[1:] |= far_next
+                cut[:-1] |= far_this
+            else:
+                cut[:, 1:] |= far_next
+                cut[:, :-1] |= far_this
+    labels, n = ndimage.label(~cut)
+    if n == 0:
+        return np.zeros_like(valid)
+    # The seed's component: the nearest sample at the seed's depth (the strided grid may
+    # put the seed's own sample across the step).
+    rows, cols = np.nonzero(labels)
+    dist = (rows - seed[0]) ** 2 + (cols - seed[1]) ** 2
+    same = np.abs(patch[rows, cols] - seed_depth) <= jump
+    if np.any(same):
+        dist = np.where(same, dist, np.inf)
+    i = int(np.argmin(dist))
+    label = labels[rows[i], cols[i]]
+    return labels == label
+
+
 def local_top(centre_uv, surface, depth, depth_m, K, T_base_camera, params):
     """Return the (3,) centroid of the top face near a surface point (base frame).
 
     The pixel window covers 1.5 ``top_radius`` at the point's depth; points farther than
-    ``top_radius`` horizontally from the current centre, and ``top_band`` under the highest
-    one, are dropped.
+    ``top_radius`` horizontally from the current centre, ``top_band`` under the highest
+    one, or ``top_max_rise`` above the surface point (a taller neighbour) are dropped.
     """
     h, w = depth_m.shape
     r_px = int(np.ceil(1.5 * K[0, 0] * params.top_radius / max(depth, 1e-3)))
@@ -176,11 +216,15 @@ def local_top(centre_uv, surface, depth, depth_m, K, T_base_camera, params):
     u0, u1 = max(u - r_px, 0), min(u + r_px + 1, w)
     step = 3  # every third pixel: ~4 mm spacing at 0.8 m is plenty for a centroid
     patch = depth_m[v0:v1:step, u0:u1:step]
-    vv, uu = np.nonzero(np.isfinite(patch) & (patch > 0))
+    keep = surface_component(patch, ((v - v0) / step, (u - u0) / step), depth,
+                             params.depth_jump)
+    vv, uu = np.nonzero(keep)
     if len(vv) == 0:
         return surface
     uv = np.stack([uu * step + u0, vv * step + v0], axis=1).astype(float)
     all_pts = transform_points(T_base_camera, backproject_pixels(uv, patch[vv, uu], K))
+    # Far above the seen surface is another object (a taller neighbour), not this top.
+    all_pts = all_pts[all_pts[:, 2] <= surface[2] + params.top_max_rise]
     xy, r2 = all_pts[:, :2], params.top_radius ** 2
     centre = surface
     # Re-centre on the top face's centroid: the surface point sits off-centre (toward the
@@ -386,20 +430,56 @@ def object_cloud(depth_m, K, T_base_camera, params):
     return pts[np.hypot(pts[:, 0], pts[:, 1]) > params.robot_exclusion_radius]
 
 
-def occupancy(cloud, cell):
+def height_map(cloud, cell):
     """Rasterise the object cloud onto a horizontal grid of ``cell`` metres.
 
-    Returns (occupied (X, Y) bool, origin (2,)). With the default stride (4 pixels) and
-    cell (1.5 cm) an object's cells are connected at the simulated camera's distance.
+    Returns (heights (X, Y): the highest point's z per cell, -inf where empty; origin (2,)).
+    With the default stride (4 pixels) and cell (1.5 cm) an object's cells are connected at
+    the simulated camera's distance.
     """
-    xy = np.asarray(cloud, dtype=float).reshape(-1, 3)[:, :2]
-    if len(xy) == 0:
-        return np.zeros((1, 1), dtype=bool), np.zeros(2)
-    origin = xy.min(axis=0) - 2 * cell
-    idx = np.floor((xy - origin) / cell).astype(int)
-    occupied = np.zeros(tuple(idx.max(axis=0) + 3), dtype=bool)
-    occupied[idx[:, 0], idx[:, 1]] = True
-    return occupied, origin
+    pts = np.asarray(cloud, dtype=float).reshape(-1, 3)
+    if len(pts) == 0:
+        return np.full((1, 1), -np.inf), np.zeros(2)
+    origin = pts[:, :2].min(axis=0) - 2 * cell
+    idx = np.floor((pts[:, :2] - origin) / cell).astype(int)
+    heights = np.full(tuple(idx.max(axis=0) + 3), -np.inf)
+    np.maximum.at(heights, (idx[:, 0], idx[:, 1]), pts[:, 2])
+    return heights, origin
+
+
+def occupancy(cloud, cell):
+    """(occupied (X, Y) bool, origin (2,)) of the object cloud's ``height_map``."""
+    heights, origin = height_map(cloud, cell)
+    return np.isfinite(heights), origin
+
+
+def height_at(heights, origin, cell, point):
+    """The height map's value under a (2+,) point (-inf outside the grid or where empty)."""
+    i, j = np.floor((np.asarray(point, dtype=float)[:2] - origin) / cell).astype(int)
+    if 0 <= i < heights.shape[0] and 0 <= j < heights.shape[1]:
+        return float(heights[i, j])
+    return -np.inf
+
+
+def check_goal_visible(goal_uv, depth_m, K, T_base_camera, cloud, params):
+    """Raise BackprojectionError when the goal pixel sees the side of an object.
+
+    The generator's paths end on the target's top, so a goal pixel whose surface point lies
+    well under the top of the object it is on (``goal_side_tolerance``) looks at the side of
+    something standing in front of the goal: the target is hidden behind it, and placing next
+    to the object in front would put the held object next to the wrong one.
+    """
+    pts_cam, _ = lift_pixels(np.asarray(goal_uv, dtype=float)[None], depth_m, K,
+                             params.depth_window, 'goal waypoint')
+    p = transform_points(T_base_camera, pts_cam)[0]
+    if p[2] <= params.table_z + params.min_object_height:
+        return   # the table: the target is found below it in the image (target_below)
+    heights, origin = height_map(cloud, params.place_cell)
+    top = height_at(heights, origin, params.place_cell, p)
+    if top - p[2] > params.goal_side_tolerance:
+        raise BackprojectionError(
+            f'the goal waypoint at ({goal_uv[0]:.1f}, {goal_uv[1]:.1f}) sees the side of an '
+            f'object {100 * (top - p[2]):.0f} cm under its top: the goal is hidden behind it')
 
 
 def group_at(labels, cell_xy, reach_cells):
@@ -495,10 +575,11 @@ def lift_keypoints(grasp_uv, waypoints_uv, depth_m, K, T_base_camera, params=Non
                                         'waypoint')
         waypoints = transform_points(T_base_camera, pts_cam)
         depths = np.concatenate([depths, wp_depth])
+        cloud = object_cloud(depth_m, K, T_base_camera, params)
+        check_goal_visible(waypoints_uv[-1], depth_m, K, T_base_camera, cloud, params)
         target, _ = target_below(waypoints_uv[-1], depth_m, K, T_base_camera, params)
         rays = np.hstack([np.broadcast_to(T_base_camera[:3, 3], waypoints_uv.shape[:1] + (3,)),
                           viewing_rays_base(waypoints_uv, K, T_base_camera)])
-        cloud = object_cloud(depth_m, K, T_base_camera, params)
         place = free_place(target, T[:3, 3], cloud, params)
         if place is None:
             raise BackprojectionError(

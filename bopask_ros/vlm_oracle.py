@@ -8,6 +8,9 @@ written with ``core.answer_format.format_points`` and the vlm node parses them w
 ``parse_points`` as a real model's output. So it tests everything but the model; logs and
 status lines name it ``oracle``.
 
+Objects less visible than the generator's ``min_visib`` (15 %) are refused, as the generator
+asks nothing about them.
+
 Grasp choice: among the generator's top collision-free grasps, the one whose approach is
 nearest straight down (ties keep the generator's ranking). If even that one is tilted more
 than ``max_tilt_deg`` (the back-projection's limit too) the oracle refuses: a grasp from the
@@ -59,6 +62,7 @@ class OracleBackend:
 
     def __init__(self, runtime, coords='pixel', seed=0, max_tilt_deg=60.0, workdir=None,
                  grasp_candidates=10, path_attempts=3):
+        from bopask_gen.generator.build import BuildConfig
         from bopask_gen.generator.names import load_name_table
         self.runtime = runtime
         self.coords = coords
@@ -67,6 +71,7 @@ class OracleBackend:
         self.grasp_candidates = int(grasp_candidates)
         self.path_attempts = int(path_attempts)
         self.names = load_name_table('ycbv')
+        self.min_visib = BuildConfig.min_visib
         self._dir = Path(workdir or tempfile.mkdtemp(prefix='bopask_oracle_'))
         self._scene_ids = itertools.count()
         self._models_written = False
@@ -118,7 +123,14 @@ class OracleBackend:
 
     def _object(self, scene, phrase):
         candidates = {o.gt_index: self.names.aliases(o.obj_id) for o in scene.objects}
-        return scene.object_by_gt(match_object(phrase, candidates))
+        obj = scene.object_by_gt(match_object(phrase, candidates))
+        # As the generator: no question about an object the image hardly shows (a model
+        # cannot point at what it does not see).
+        if obj.visib_fract is not None and obj.visib_fract < self.min_visib:
+            raise OracleError(f'{phrase!r} is {obj.visib_fract:.0%} visible in the image '
+                              f'(the generator asks about objects at least '
+                              f'{self.min_visib:.0%} visible)')
+        return obj
 
     # ---------------------------------------------------------------- answers
     def grasp_points(self, scene, obj):

@@ -32,20 +32,21 @@ def T_bc():
                                         p['extrinsic.rotation_xyzw'])
 
 
-def render_depth(T_bc):
-    """Depth along the optical axis of a table z=0 with an axis-aligned box (slab method)."""
+def render_depth(T_bc, boxes=((BOX_LO, BOX_HI),)):
+    """Depth along the optical axis of a table z=0 with axis-aligned boxes (slab method)."""
     v, u = np.mgrid[0:H, 0:W]
     rays_cam = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1],
                          np.ones_like(u, dtype=float)], axis=-1).reshape(-1, 3)
     d = rays_cam @ T_bc[:3, :3].T
     o = T_bc[:3, 3]
     with np.errstate(divide='ignore', invalid='ignore'):
-        t1, t2 = (BOX_LO - o) / d, (BOX_HI - o) / d
-        t_near = np.max(np.minimum(t1, t2), axis=1)
-        t_far = np.min(np.maximum(t1, t2), axis=1)
-        t_table = -o[2] / d[:, 2]
-    hit_box = (t_near <= t_far) & (t_near > 0)
-    t = np.where(hit_box, t_near, t_table)
+        t = -o[2] / d[:, 2]
+        for lo, hi in boxes:
+            t1, t2 = (np.asarray(lo) - o) / d, (np.asarray(hi) - o) / d
+            t_near = np.max(np.minimum(t1, t2), axis=1)
+            t_far = np.min(np.maximum(t1, t2), axis=1)
+            hit_box = (t_near <= t_far) & (t_near > 0) & (t_near < t)
+            t = np.where(hit_box, t_near, t)
     t[t <= 0] = np.nan
     # t scales the (x, y, 1) camera ray, so t is the depth along the optical axis.
     return t.reshape(H, W)
@@ -118,6 +119,30 @@ def test_noisy_top_down_keypoints_stay_top_down(T_bc):
     noisy = uv + np.random.default_rng(0).normal(0.0, 0.7, uv.shape)
     target = lift_keypoints(noisy, uv[:2], depth, K, T_bc)
     np.testing.assert_allclose(target.approach, [0.0, 0.0, -1.0], atol=1e-9)
+
+
+def test_a_taller_neighbour_is_not_the_grasped_top(T_bc):
+    # A 20 cm block 1 cm beside the 10 cm box: its top is within top_radius of the grasp
+    # but far above the surface the grasp centre sees, so it is another object.
+    tall = (np.array([0.475, 0.085, 0.0]), np.array([0.525, 0.135, 0.20]))
+    depth = render_depth(T_bc, ((BOX_LO, BOX_HI), tall))
+    uv, T_true = box_grasp_pixels(T_bc)
+    target = lift_keypoints(uv, uv[:2], depth, K, T_bc)
+    np.testing.assert_allclose(target.position, T_true[:3, 3], atol=0.006)
+
+
+def test_goal_seen_on_the_side_of_an_object_is_refused(T_bc):
+    # Paths end on the target's top; a goal pixel on a side 7 cm under the top means the
+    # target hides behind that object.
+    depth = render_depth(T_bc)
+    fy, fz = np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, -1.0])
+    T = make_transform(np.stack([np.cross(fy, fz), fy, fz], axis=1), [0.4, -0.15, 0.02])
+    uv = project_points(transform_points(invert_transform(T_bc),
+                                         gripper.grasp_keypoints(T, 0.05)), K)
+    side = [BOX_HI[0] if T_bc[0, 3] > BOX_HI[0] else BOX_LO[0], 0.05, 0.03]
+    goal = project_points(transform_points(invert_transform(T_bc), [side]), K)
+    with pytest.raises(BackprojectionError, match='sees the side of an object'):
+        lift_keypoints(uv, np.vstack([uv[:1], goal]), depth, K, T_bc)
 
 
 def test_target_point_is_the_object_under_the_goal(T_bc):

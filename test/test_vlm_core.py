@@ -84,3 +84,16 @@ def test_ask_uses_the_generator_prompts_and_parser():
 def test_scripted_backend_needs_answers():
     with pytest.raises(ValueError, match='scripted_answers'):
         ScriptedBackend([])
+
+
+def test_oracle_refuses_objects_the_generator_would_not_ask_about():
+    from types import SimpleNamespace
+
+    from bopask_ros.vlm_oracle import OracleBackend, OracleError
+    objs = [SimpleNamespace(gt_index=0, obj_id=13, visib_fract=0.05),    # bowl, hidden
+            SimpleNamespace(gt_index=1, obj_id=5, visib_fract=0.9)]      # mustard bottle
+    scene = SimpleNamespace(objects=objs, object_by_gt=lambda i: objs[i])
+    oracle = OracleBackend(runtime=None)
+    assert oracle._object(scene, 'mustard bottle').gt_index == 1
+    with pytest.raises(OracleError, match=r"'bowl' is 5% visible"):
+        oracle._object(scene, 'bowl')
