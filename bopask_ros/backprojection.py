@@ -562,34 +562,57 @@ def free_place(target, start_xy, cloud, params, n_directions=16):
 
 
 def lift_keypoints(grasp_uv, waypoints_uv, depth_m, K, T_base_camera, params=None):
-    """Return a GraspTarget: the grasp and the waypoints' surface points (base frame).
+    """Return a GraspTarget: the grasp, the waypoints and where to put the object down.
 
-    Raises BackprojectionError naming the first point that cannot be lifted.
+    ``lift_grasp_and_waypoints`` (the back-projection proper) then ``locate_place`` (the
+    scene analysis for placing). Raises BackprojectionError naming the first point that
+    cannot be lifted, or why there is no place.
     """
+    params = params or BackprojectionParams()
+    target = lift_grasp_and_waypoints(grasp_uv, waypoints_uv, depth_m, K, T_base_camera,
+                                      params)
+    return locate_place(target, waypoints_uv, depth_m, K, T_base_camera, params)
+
+
+def lift_grasp_and_waypoints(grasp_uv, waypoints_uv, depth_m, K, T_base_camera, params=None):
+    """Return a GraspTarget with the grasp pose, the waypoints' surface points and rays."""
     params = params or BackprojectionParams()
     depth_m = np.asarray(depth_m)  # float32 as published: a float64 copy costs ~0.3 ms
     T, width, surface, depths = grasp_pose(grasp_uv, depth_m, K, T_base_camera, params)
     waypoints_uv = np.asarray(waypoints_uv, dtype=float).reshape(-1, 2)
+    waypoints, rays = np.zeros((0, 3)), np.zeros((0, 6))
     if len(waypoints_uv):
         pts_cam, wp_depth = lift_pixels(waypoints_uv, depth_m, K, params.depth_window,
                                         'waypoint')
         waypoints = transform_points(T_base_camera, pts_cam)
         depths = np.concatenate([depths, wp_depth])
-        cloud = object_cloud(depth_m, K, T_base_camera, params)
-        check_goal_visible(waypoints_uv[-1], depth_m, K, T_base_camera, cloud, params)
-        target, _ = target_below(waypoints_uv[-1], depth_m, K, T_base_camera, params)
         rays = np.hstack([np.broadcast_to(T_base_camera[:3, 3], waypoints_uv.shape[:1] + (3,)),
                           viewing_rays_base(waypoints_uv, K, T_base_camera)])
-        place = free_place(target, T[:3, 3], cloud, params)
-        if place is None:
-            raise BackprojectionError(
-                f'no free spot within {params.place_max_gap:.2f} m of the target at '
-                f'({target[0]:.3f}, {target[1]:.3f}) m to put the object down')
-        scene_top = float(cloud[:, 2].max()) if len(cloud) else params.table_z
-    else:
-        waypoints = np.zeros((0, 3))
-        target = place = scene_top = None
-        rays = np.zeros((0, 6))
     return GraspTarget(T_base_tcp=T, width=width, surface_point=surface, waypoints=waypoints,
-                       target_point=target, waypoint_rays=rays, place_point=place,
-                       scene_top_z=scene_top, keypoints_depth=depths)
+                       waypoint_rays=rays, keypoints_depth=depths)
+
+
+def locate_place(target, waypoints_uv, depth_m, K, T_base_camera, params=None):
+    """Fill ``target``'s target point, place point and scene top from the depth image.
+
+    The target is the object under the last waypoint (``check_goal_visible``,
+    ``target_below``); the place is the free spot next to it (``free_place``). Without
+    waypoints there is nothing to place next to: the fields stay None. Returns ``target``.
+    """
+    params = params or BackprojectionParams()
+    depth_m = np.asarray(depth_m)
+    waypoints_uv = np.asarray(waypoints_uv, dtype=float).reshape(-1, 2)
+    if len(waypoints_uv) == 0:
+        return target
+    cloud = object_cloud(depth_m, K, T_base_camera, params)
+    check_goal_visible(waypoints_uv[-1], depth_m, K, T_base_camera, cloud, params)
+    goal, _ = target_below(waypoints_uv[-1], depth_m, K, T_base_camera, params)
+    place = free_place(goal, target.position, cloud, params)
+    if place is None:
+        raise BackprojectionError(
+            f'no free spot within {params.place_max_gap:.2f} m of the target at '
+            f'({goal[0]:.3f}, {goal[1]:.3f}) m to put the object down')
+    target.target_point = goal
+    target.place_point = place
+    target.scene_top_z = float(cloud[:, 2].max()) if len(cloud) else params.table_z
+    return target

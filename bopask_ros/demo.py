@@ -206,15 +206,28 @@ def object_positions(runtime):
                                             for o in w.objects]))
 
 
-def run_episode(graph, client, episode, timeout=120.0, settle_s=1.0):
-    """Run one Episode; return a dict with the outcome, timings and images."""
-    from bopask_ros.episodes import footprint_radii, judge
+def run_episode(graph, client, episode, timeout=120.0, settle_s=1.0, min_visible=None):
+    """Run one Episode; return a dict with the outcome, timings and images.
+
+    With ``min_visible`` (default ``episodes.MIN_VISIBLE``; 0 turns it off) an episode whose
+    object or target the camera hardly sees is not run: the dict then has only
+    ``command``, ``seed`` and ``skipped`` (the reason).
+    """
+    from bopask_ros.episodes import footprint_radii, judge, MIN_VISIBLE, visible_fractions
+    min_visible = MIN_VISIBLE if min_visible is None else min_visible
     from bopask_ros.sim_node import world_factory
     runtime = graph.runtime
     sim = graph.nodes['sim_node']
     runtime.reset(world_factory(episode.seed, list(episode.obj_ids), (3, 5), sim.T_base_camera))
     ids = runtime.call(lambda w: [o.obj_id for o in w.objects])
     frame = runtime.wait_for_frame(timeout=10.0)
+    if min_visible:
+        visible = runtime.call(visible_fractions)
+        for role, oid in (('object', episode.obj_id), ('target', episode.target_id)):
+            if visible[ids.index(oid)] < min_visible:
+                return {'command': episode.command, 'seed': episode.seed,
+                        'skipped': f'the {role} is {visible[ids.index(oid)]:.0%} visible '
+                                   f'from the camera (< {min_visible:.0%})'}
     # Let the camera node publish frames of the new world before commanding.
     time.sleep(0.6)
     start = object_positions(runtime)
@@ -291,16 +304,35 @@ def write_strip(results, path, thumb_width=320):
 
 
 def episodes_for(args):
-    """The Episodes to run: scripted by default, random with --episodes."""
+    """(Episodes to draw from, how many to run): scripted by default, random with --episodes."""
     from bopask_gen.generator.names import load_name_table
-    from bopask_ros.episodes import demo_episodes, random_episode
+    from bopask_ros.episodes import demo_episodes, random_episodes
     names = load_name_table('ycbv')
     if args.episodes is None:
-        return demo_episodes(names)
+        scripted = demo_episodes(names)
+        return iter(scripted), len(scripted)
     if args.episodes < 1:
         raise ValueError('--episodes must be >= 1')
-    rng = np.random.default_rng(args.seed)
-    return [random_episode(rng, names) for _ in range(args.episodes)]
+    return random_episodes(np.random.default_rng(args.seed), names), args.episodes
+
+
+def run_episodes(graph, client, episodes, count, timeout=120.0, report=None, max_skips=None):
+    """Run ``count`` Episodes drawn from the iterator ``episodes``; return (results, skipped).
+
+    Episodes ``run_episode`` skips (object or target hardly visible) are replaced by the next
+    draw, at most ``max_skips`` (default ``2 * count``) times. ``report(i, result)`` is called
+    after each run or skip (``result['skipped']`` set for a skip).
+    """
+    max_skips = 2 * count if max_skips is None else max_skips
+    results, skipped = [], []
+    for episode in episodes:
+        if len(results) >= count or len(skipped) > max_skips:
+            break
+        r = run_episode(graph, client, episode, timeout=timeout)
+        (skipped if r.get('skipped') else results).append(r)
+        if report is not None:
+            report(len(results), r)
+    return results, skipped
 
 
 def run(args):
@@ -308,7 +340,7 @@ def run(args):
     from bopask_ros.graph import parse_assignments
     from bopask_ros.graph_process import GraphProcessError
     try:
-        episodes = episodes_for(args)
+        episodes, count = episodes_for(args)
         extra = parse_assignments(args.args)
     except ValueError as exc:
         print(f'demo: {exc}')
@@ -322,26 +354,30 @@ def run(args):
     except GraphProcessError as exc:
         print(f'demo: {exc}')
         return 1
-    results = []
+    def report(i, r):
+        if r.get('skipped'):
+            print(f'skipped "{r["command"]}": {r["skipped"]}', flush=True)
+            return
+        verdict = 'success' if r['success'] else 'FAIL'
+        lat = r['command_to_trajectory_ms']
+        print(f'episode {i}/{count}: {verdict} -- "{r["command"]}" '
+              f'(lifted {r["rise_m"] * 100:.1f} cm, ends {r["gap_m"] * 100:.1f} cm '
+              f'from the target; executor: {r["executor"]}'
+              + (f', {r["reason"]}' if r['reason'] else '')
+              + (f'; command->trajectory {lat:.0f} ms' if lat is not None else '') + ')',
+              flush=True)
+    results, skipped = [], []
     try:
-        for i, episode in enumerate(episodes):
-            r = run_episode(graph, client, episode, timeout=args.timeout)
-            results.append(r)
-            verdict = 'success' if r['success'] else 'FAIL'
-            lat = r['command_to_trajectory_ms']
-            print(f'episode {i + 1}/{len(episodes)}: {verdict} -- "{r["command"]}" '
-                  f'(lifted {r["rise_m"] * 100:.1f} cm, ends {r["gap_m"] * 100:.1f} cm '
-                  f'from the target; executor: {r["executor"]}'
-                  + (f', {r["reason"]}' if r['reason'] else '')
-                  + (f'; command->trajectory {lat:.0f} ms' if lat is not None else '') + ')',
-                  flush=True)
+        results, skipped = run_episodes(graph, client, episodes, count, args.timeout, report)
     except GraphProcessError as exc:
         print(f'demo: {exc}')
         return 1
     finally:
         graph.shutdown()
     s = summary(results)
-    print(f'success rate: {s["successes"]}/{s["episodes"]} = {s["success_rate"]:.0%}')
+    print(f'success rate: {s["successes"]}/{s["episodes"]} = {s["success_rate"]:.0%}'
+          + (f' ({len(skipped)} drawn episodes skipped: object or target hardly visible)'
+             if skipped else ''))
     if results:
         print(f'wrote {write_strip(results, args.out)}')
     print(json.dumps(s))

@@ -7,7 +7,11 @@ gap between their footprints (centre distance minus both footprint radii, the la
 horizontal extent of each posed mesh from its centre) is at most ``NEAR_GAP``.
 
 Random episodes draw A from ``PICKABLE``: YCB-V objects a Franka hand (8 cm opening) can
-hold from above as they rest in the simulator. The others are targets only.
+hold from above as they rest in the simulator. The others are targets only. A command is only
+given about what the camera sees: an episode whose object or target is less than
+``MIN_VISIBLE`` visible once the world has settled is skipped (and reported) rather than run
+-- the generator's own rule for asking about an object, so no model trained on its data
+could point at it.
 """
 
 from dataclasses import dataclass
@@ -22,6 +26,8 @@ PICKABLE = (3, 4, 5, 9, 12, 21)
 '''YCB-V ids the random episodes pick up (sugar box, tomato soup can, mustard bottle, potted
 meat can, bleach cleanser, foam brick). The tuna can and the gelatin and pudding boxes rest
 flat and are wider than the open hand; the generator finds no grasp of the mug's body.'''
+MIN_VISIBLE = 0.15
+'''Least visible fraction of A and B for an episode to be run (the generator's min_visib).'''
 DEMO_EPISODES = (
     # (seed, obj_ids, command)
     (11, (4, 5, 21, 3), 'pick up the mustard bottle and put it next to the soup can'),
@@ -79,6 +85,22 @@ def footprint_radii(world):
         v = transform_points(T, obj.mesh.vertices)
         out.append(float(np.max(np.linalg.norm(v[:, :2] - T[:2, 3], axis=1))))
     return np.array(out)
+
+
+def visible_fractions(world):
+    """(N,) visible share of each object's silhouette in the camera image (0 when unseen)."""
+    seg = world.render_segmentation()
+    out = []
+    for obj in world.objects:
+        full = int(world.render_object_mask(obj.index).sum())
+        out.append(float(np.sum(seg == obj.index)) / full if full else 0.0)
+    return np.array(out)
+
+
+def random_episodes(rng, names, n_objects=(3, 5)):
+    """Endless random Episodes (``random_episode`` draws), for runs that skip some."""
+    while True:
+        yield random_episode(rng, names, n_objects)
 
 
 def random_episode(rng, names, n_objects=(3, 5)):

@@ -61,3 +61,14 @@ def test_depth_to_points_skips_invalid_and_respects_mask():
 def test_pixels_inside_bounds():
     inside = pixels_inside([[0, 0], [639.4, 479.4], [640, 10], [np.nan, 1], [-0.6, 3]], 640, 480)
     assert inside.tolist() == [True, True, False, False, False]
+
+
+def test_sample_depth_is_the_window_median_of_valid_pixels():
+    from bopask_gen.core.camera import sample_depth
+    depth = np.zeros((6, 8))
+    depth[1:4, 1:4] = [[1.0, 2.0, 3.0], [4.0, 0.0, np.nan], [5.0, 6.0, 7.0]]
+    got = sample_depth(depth, [[2, 2], [0, 0], [7, 5], [-3, 2], [2.4, 1.6]], window=3)
+    np.testing.assert_allclose(got[:2], [4.0, 1.0])    # zeros and NaN are not depths
+    assert np.isnan(got[2]) and np.isnan(got[3])       # no valid pixel / outside the image
+    assert got[4] == 4.0                                # rounded to the nearest pixel (2, 2)
+    assert sample_depth(depth, np.zeros((0, 2))).shape == (0,)

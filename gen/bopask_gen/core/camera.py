@@ -80,6 +80,8 @@ def sample_depth(depth_m, uv, window=5):
     depth_m = np.asarray(depth_m)
     h, w = depth_m.shape
     uv = np.asarray(uv, dtype=float).reshape(-1, 2)
+    if len(uv) == 0:
+        return np.zeros(0)
     half = max(int(window) // 2, 0)
     inside = pixels_inside(uv, w, h)
     offsets = np.arange(-half, half + 1)
