@@ -62,6 +62,14 @@ def box_grasp_pixels(T_bc, depth_below_top=0.02, width=0.06, yaw=np.pi / 2):
     return project_points(transform_points(invert_transform(T_bc), kp), K), T
 
 
+def grasp_beside_the_box(T_bc):
+    """Keypoints of a top-down grasp of something on the table away from the box."""
+    fy, fz = np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, -1.0])
+    T = make_transform(np.stack([np.cross(fy, fz), fy, fz], axis=1), [0.4, -0.15, 0.02])
+    return project_points(transform_points(invert_transform(T_bc),
+                                           gripper.grasp_keypoints(T, 0.05)), K)
+
+
 def test_top_down_grasp_on_a_box(T_bc):
     depth = render_depth(T_bc)
     uv, T_true = box_grasp_pixels(T_bc)
@@ -135,10 +143,7 @@ def test_goal_seen_on_the_side_of_an_object_is_refused(T_bc):
     # Paths end on the target's top; a goal pixel on a side 7 cm under the top means the
     # target hides behind that object.
     depth = render_depth(T_bc)
-    fy, fz = np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, -1.0])
-    T = make_transform(np.stack([np.cross(fy, fz), fy, fz], axis=1), [0.4, -0.15, 0.02])
-    uv = project_points(transform_points(invert_transform(T_bc),
-                                         gripper.grasp_keypoints(T, 0.05)), K)
+    uv = grasp_beside_the_box(T_bc)
     side = [BOX_HI[0] if T_bc[0, 3] > BOX_HI[0] else BOX_LO[0], 0.05, 0.03]
     goal = project_points(transform_points(invert_transform(T_bc), [side]), K)
     with pytest.raises(BackprojectionError, match='sees the side of an object'):
@@ -223,11 +228,7 @@ def test_place_spot_is_next_to_the_target_footprint():
 
 def test_target_crowded_on_all_sides_is_refused(T_bc):
     depth = render_depth(T_bc)
-    # Grasp something on the table away from the box; the box is the target.
-    fy, fz = np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, -1.0])
-    T = make_transform(np.stack([np.cross(fy, fz), fy, fz], axis=1), [0.4, -0.15, 0.02])
-    uv = project_points(transform_points(invert_transform(T_bc),
-                                         gripper.grasp_keypoints(T, 0.05)), K)
+    uv = grasp_beside_the_box(T_bc)   # the box is the target
     goal = project_points(transform_points(invert_transform(T_bc), [[0.5, 0.05, 0.2]]), K)
     params = BackprojectionParams(place_max_gap=0.0)   # no spot is close enough
     with pytest.raises(BackprojectionError, match='no free spot'):
