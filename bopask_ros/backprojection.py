@@ -50,6 +50,7 @@ import numpy as np
 from bopask_gen.core import gripper
 from bopask_gen.core.camera import backproject_pixels, pixels_inside, sample_depth
 from bopask_gen.core.transforms import (
+    invert_transform,
     make_transform,
     rotate_vectors,
     transform_points,
@@ -78,7 +79,6 @@ class BackprojectionParams:
     place_max_gap: float = 0.06
     place_max_distance: float = 0.35
     place_cell: float = 0.015
-    goal_side_tolerance: float = 0.04
     place_clear_radius: float = 0.05
     robot_exclusion_radius: float = 0.25
     cloud_stride: int = 4
@@ -264,18 +264,28 @@ def fit_tilt(tips, bases_uv, y_axis, K, T_base_camera, params):
     top-down grasp stay top-down).
     """
     down = np.array([0.0, 0.0, -1.0])
+    T_cb = invert_transform(T_base_camera)
+    # Straight down explains the bases within the tolerance: nothing fits better by more.
+    if _base_pixel_error(tips, down[None], bases_uv, K, T_cb)[0] <= params.tilt_tolerance_px:
+        return down
     h = np.cross(y_axis, down)
     t = np.deg2rad(np.arange(-params.max_tilt_deg, params.max_tilt_deg + 1e-9, 2.5))
     z = np.cos(t)[:, None] * down + np.sin(t)[:, None] * h                 # (T, 3)
-    bases = tips[None] - gripper.FINGER_LENGTH * z[:, None, :]             # (T, 2, 3)
-    T_cb = np.linalg.inv(T_base_camera)
-    cam = bases.reshape(-1, 3) @ T_cb[:3, :3].T + T_cb[:3, 3]
-    if np.any(cam[:, 2] <= 1e-6):
+    err = _base_pixel_error(tips, z, bases_uv, K, T_cb)
+    if not np.all(np.isfinite(err)):
         return down
-    px = (cam @ np.asarray(K, dtype=float).T)[:, :2] / cam[:, 2:3]
-    err = np.sqrt(np.mean(np.sum((px.reshape(len(t), 2, 2) - bases_uv) ** 2, axis=2), axis=1))
     ok = np.nonzero(err <= err.min() + params.tilt_tolerance_px)[0]
     return z[ok[np.argmin(np.abs(t[ok]))]]
+
+
+def _base_pixel_error(tips, approaches, bases_uv, K, T_camera_base):
+    """(A,) RMS pixel error of the finger bases for each candidate approach (inf: behind)."""
+    bases = tips[None] - gripper.FINGER_LENGTH * approaches[:, None, :]     # (A, 2, 3)
+    cam = bases.reshape(-1, 3) @ T_camera_base[:3, :3].T + T_camera_base[:3, 3]
+    if np.any(cam[:, 2] <= 1e-6):
+        return np.full(len(approaches), np.inf)
+    px = (cam @ np.asarray(K, dtype=float).T)[:, :2] / cam[:, 2:3]
+    return np.sqrt(np.mean(np.sum((px.reshape(-1, 2, 2) - bases_uv) ** 2, axis=2), axis=1))
 
 
 def tilted_tcp(centre_uv, top, y_axis, K, T_base_camera):
@@ -453,35 +463,6 @@ def occupancy(cloud, cell):
     return np.isfinite(heights), origin
 
 
-def height_at(heights, origin, cell, point):
-    """The height map's value under a (2+,) point (-inf outside the grid or where empty)."""
-    i, j = np.floor((np.asarray(point, dtype=float)[:2] - origin) / cell).astype(int)
-    if 0 <= i < heights.shape[0] and 0 <= j < heights.shape[1]:
-        return float(heights[i, j])
-    return -np.inf
-
-
-def check_goal_visible(goal_uv, depth_m, K, T_base_camera, cloud, params):
-    """Raise BackprojectionError when the goal pixel sees the side of an object.
-
-    The generator's paths end on the target's top, so a goal pixel whose surface point lies
-    well under the top of the object it is on (``goal_side_tolerance``) looks at the side of
-    something standing in front of the goal: the target is hidden behind it, and placing next
-    to the object in front would put the held object next to the wrong one.
-    """
-    pts_cam, _ = lift_pixels(np.asarray(goal_uv, dtype=float)[None], depth_m, K,
-                             params.depth_window, 'goal waypoint')
-    p = transform_points(T_base_camera, pts_cam)[0]
-    if p[2] <= params.table_z + params.min_object_height:
-        return   # the table: the target is found below it in the image (target_below)
-    heights, origin = height_map(cloud, params.place_cell)
-    top = height_at(heights, origin, params.place_cell, p)
-    if top - p[2] > params.goal_side_tolerance:
-        raise BackprojectionError(
-            f'the goal waypoint at ({goal_uv[0]:.1f}, {goal_uv[1]:.1f}) sees the side of an '
-            f'object {100 * (top - p[2]):.0f} cm under its top: the goal is hidden behind it')
-
-
 def group_at(labels, cell_xy, reach_cells):
     """(K, 2) cells of the labelled group nearest ``cell_xy`` (within ``reach_cells``), or None."""
     occ = np.argwhere(labels > 0)
@@ -595,9 +576,9 @@ def lift_grasp_and_waypoints(grasp_uv, waypoints_uv, depth_m, K, T_base_camera, 
 def locate_place(target, waypoints_uv, depth_m, K, T_base_camera, params=None):
     """Fill ``target``'s target point, place point and scene top from the depth image.
 
-    The target is the object under the last waypoint (``check_goal_visible``,
-    ``target_below``); the place is the free spot next to it (``free_place``). Without
-    waypoints there is nothing to place next to: the fields stay None. Returns ``target``.
+    The target is the object under the last waypoint (``target_below``); the place is the
+    free spot next to it (``free_place``). Without waypoints there is nothing to place next
+    to: the fields stay None. Returns ``target``.
     """
     params = params or BackprojectionParams()
     depth_m = np.asarray(depth_m)
@@ -605,7 +586,6 @@ def locate_place(target, waypoints_uv, depth_m, K, T_base_camera, params=None):
     if len(waypoints_uv) == 0:
         return target
     cloud = object_cloud(depth_m, K, T_base_camera, params)
-    check_goal_visible(waypoints_uv[-1], depth_m, K, T_base_camera, cloud, params)
     goal, _ = target_below(waypoints_uv[-1], depth_m, K, T_base_camera, params)
     place = free_place(goal, target.position, cloud, params)
     if place is None:

@@ -52,7 +52,6 @@ DEFAULTS = {
     'place_max_gap': 0.05,
     'place_max_distance': 0.35,
     'place_cell': 0.015,
-    'goal_side_tolerance': 0.04,
     'place_clear_radius': 0.05,
     'robot_exclusion_radius': 0.25,
     'cloud_stride': 4,
