@@ -474,7 +474,29 @@ def group_at(labels, cell_xy, reach_cells):
     return np.argwhere(labels == labels[tuple(occ[int(np.argmin(d))])])
 
 
-def free_place(target, start_xy, cloud, params, n_directions=16):
+def hand_clearance_cells(T_grasp, opening, origin, cell, spacing=0.01):
+    """The hand's cells relative to the TCP's cell and the lowest hand height in each.
+
+    Points filling the hand's boxes (``core.gripper.gripper_boxes`` at ``opening``) are
+    posed with the grasp; returns (offsets (H, 2) int, lowest z (H,)) per grid cell.
+    """
+    pts = []
+    for extents, T_box in gripper.gripper_boxes(opening):
+        axes = [np.linspace(-e / 2.0, e / 2.0, max(int(np.ceil(e / spacing)), 1) + 1)
+                for e in extents]
+        grid = np.stack(np.meshgrid(*axes, indexing='ij'), axis=-1).reshape(-1, 3)
+        pts.append(grid @ T_box[:3, :3].T + T_box[:3, 3])
+    T = np.asarray(T_grasp, dtype=float)
+    world = np.vstack(pts) @ T[:3, :3].T + T[:3, 3]
+    tcp_cell = np.floor((T[:2, 3] - origin) / cell).astype(int)
+    offsets = np.floor((world[:, :2] - origin) / cell).astype(int) - tcp_cell
+    keys, inverse = np.unique(offsets, axis=0, return_inverse=True)
+    lowest = np.full(len(keys), np.inf)
+    np.minimum.at(lowest, inverse.ravel(), world[:, 2])
+    return keys, lowest
+
+
+def free_place(target, start_xy, cloud, params, n_directions=16, hand=None):
     """Where to put the held object down next to the target, or None.
 
     On the occupancy grid of the object cloud (``occupancy``, 8-connected groups of cells =
@@ -488,12 +510,17 @@ def free_place(target, start_xy, cloud, params, n_directions=16):
     most ``place_max_gap`` (else something else stands between them: next direction).
     Returns the (3,) TCP position to place at (horizontal: the grasp moved with its
     footprint; height: the target's), or None.
+
+    ``hand=(T_grasp, opening)`` also keeps the open hand clear: the object is put down at its
+    grasp height, and no object top (the held one excepted) may reach within ``place_gap``
+    of the hand above it -- fingers and palm come straight down beside a tall target.
     """
     from scipy import ndimage
     cell = params.place_cell
     target = np.asarray(target, dtype=float)
     start_xy = np.asarray(start_xy, dtype=float)[:2]
-    occupied, origin = occupancy(cloud, cell)
+    heights, origin = height_map(cloud, cell)
+    occupied = np.isfinite(heights)
     labels, _ = ndimage.label(occupied, np.ones((3, 3), dtype=bool))
     start_cell = np.floor((start_xy - origin) / cell).astype(int)
     goal_cell = (target[:2] - origin) / cell - 0.5
@@ -515,6 +542,11 @@ def free_place(target, start_xy, cloud, params, n_directions=16):
         blocked = ndimage.binary_dilation(blocked, np.ones((3, 3), dtype=bool),
                                           iterations=gap_cells)
     offsets = held - start_cell                                     # (A, 2)
+    hand_cells, hand_z = np.zeros((0, 2), dtype=int), np.zeros(0)
+    if hand is not None:
+        hand_cells, hand_z = hand_clearance_cells(hand[0], hand[1], origin, cell)
+        others = heights.copy()
+        others[held[inside, 0], held[inside, 1]] = -np.inf
     base = np.arctan2(*(start_xy - target[:2])[::-1])
     steps = np.arange(n_directions)
     order = np.where(steps % 2 == 1, (steps + 1) // 2, -(steps // 2))
@@ -528,7 +560,14 @@ def free_place(target, start_xy, cloud, params, n_directions=16):
         inside = np.all((cells >= 0) & (cells < blocked.shape), axis=-1)
         hit = np.zeros(inside.shape, dtype=bool)
         hit[inside] = blocked[cells[inside][:, 0], cells[inside][:, 1]]
-        rs = np.nonzero(~np.any(hit, axis=1))[0]
+        hit = np.any(hit, axis=1)
+        if len(hand_cells):
+            hc = spot_cells[:, None, :] + hand_cells                  # (R, H, 2)
+            ok = np.all((hc >= 0) & (hc < others.shape), axis=-1)
+            top = np.full(ok.shape, -np.inf)
+            top[ok] = others[hc[ok][:, 0], hc[ok][:, 1]]
+            hit |= np.any(top > hand_z - params.place_gap, axis=1)
+        rs = np.nonzero(~hit)[0]
         if len(rs) == 0:
             continue
         placed = cells[rs[0]]
@@ -587,7 +626,9 @@ def locate_place(target, waypoints_uv, depth_m, K, T_base_camera, params=None):
         return target
     cloud = object_cloud(depth_m, K, T_base_camera, params)
     goal, _ = target_below(waypoints_uv[-1], depth_m, K, T_base_camera, params)
-    place = free_place(goal, target.position, cloud, params)
+    # The hand opens to the grasp width plus the executor's margin (about 1.5 cm a side).
+    opening = min(target.width + 0.03, gripper.MAX_OPENING)
+    place = free_place(goal, target.position, cloud, params, hand=(target.T_base_tcp, opening))
     if place is None:
         raise BackprojectionError(
             f'no free spot within {params.place_max_gap:.2f} m of the target at '

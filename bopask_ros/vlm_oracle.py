@@ -11,7 +11,8 @@ status lines name it ``oracle``.
 Objects less visible than the generator's ``min_visib`` (15 %) are refused, as the generator
 asks nothing about them.
 
-Grasp choice: among the generator's top collision-free grasps, the one whose approach is
+Grasp choice: among the generator's top collision-free grasps whose centre pixel lies on the
+object's visible mask (a model points at what it sees), the one whose approach is
 nearest straight down (ties keep the generator's ranking). If even that one is tilted more
 than ``max_tilt_deg`` (the back-projection's limit too) the oracle refuses: a grasp from the
 side of an object standing on the table is out of the arm's reach.
@@ -136,9 +137,21 @@ class OracleBackend:
     def grasp_points(self, scene, obj):
         """(5, 2) pixels of the chosen ground-truth grasp; raise OracleError if none."""
         from bopask_gen.generator.grasps import top_grasps
+        from bopask_gen.generator.scene import mask_visib
         grasps = top_grasps(scene, obj, self.rng, k=self.grasp_candidates)
         if not grasps:
             raise OracleError('the generator finds no collision-free grasp of the object')
+        # A model points at what it sees: the grasp centre must be on the object's visible
+        # part (a grasp behind an occluder would be lifted onto the occluder).
+        visible = mask_visib(scene, obj)
+        h, w = visible.shape
+        seen = [g for g in grasps
+                if visible[min(max(int(round(g.keypoints_px[0, 1])), 0), h - 1),
+                           min(max(int(round(g.keypoints_px[0, 0])), 0), w - 1)]]
+        if not seen:
+            raise OracleError("the centres of all the generator's grasps of the object are "
+                              'hidden from the camera')
+        grasps = seen
         down = -scene.up_cam
         tilts = [np.arccos(np.clip(g.T_cam[:3, 2] @ down, -1.0, 1.0)) for g in grasps]
         best = int(np.argmin(np.round(tilts, 3)))   # first of the least tilted

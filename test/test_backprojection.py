@@ -215,6 +215,29 @@ def test_place_spot_is_next_to_the_target_footprint():
     assert free_place(target, start, np.vstack([big, mover, crowd]), params) is None
 
 
+def test_place_keeps_the_open_hand_clear_of_a_tall_target():
+    from bopask_ros.backprojection import free_place, hand_clearance_cells, height_map
+    params = BackprojectionParams(place_gap=0.02, place_max_gap=0.06)
+    target, start = np.array([0.6, 0.0, 0.30]), np.array([0.3, 0.0])
+    tall = disc_cloud(target, 0.05, z=0.30)
+    mover = disc_cloud(start, 0.025, z=0.05)
+    cloud = np.vstack([tall, mover])
+    # Top-down, fingers closing along x: the 20 cm palm points at the target.
+    fy, fz = np.array([1.0, 0.0, 0.0]), np.array([0.0, 0.0, -1.0])
+    T = make_transform(np.stack([np.cross(fy, fz), fy, fz], axis=1), [0.3, 0.0, 0.03])
+    beside = free_place(target, start, cloud, params)
+    assert beside[0] < 0.6 and abs(beside[1]) < 0.011      # straight toward the start
+    spot = free_place(target, start, cloud, params, hand=(T, 0.05))
+    # The hand there stays clear of the target's top: no hand cell over it.
+    heights, origin = height_map(tall, params.place_cell)
+    cells, _ = hand_clearance_cells(make_transform(T[:3, :3], spot), 0.05, origin,
+                                    params.place_cell)
+    cells = cells + np.floor((spot[:2] - origin) / params.place_cell).astype(int)
+    ok = np.all((cells >= 0) & (cells < heights.shape), axis=1)
+    assert not np.any(np.isfinite(heights[cells[ok, 0], cells[ok, 1]]))
+    assert footprint_gap(spot, start, 0.025, target[:2], 0.05) <= 0.06 + 0.03
+
+
 def test_target_crowded_on_all_sides_is_refused(T_bc):
     depth = render_depth(T_bc)
     uv = grasp_beside_the_box(T_bc)   # the box is the target
