@@ -474,26 +474,46 @@ def group_at(labels, cell_xy, reach_cells):
     return np.argwhere(labels == labels[tuple(occ[int(np.argmin(d))])])
 
 
-def hand_clearance_cells(T_grasp, opening, origin, cell, spacing=0.01):
-    """The hand's cells relative to the TCP's cell and the lowest hand height in each.
-
-    Points filling the hand's boxes (``core.gripper.gripper_boxes`` at ``opening``) are
-    posed with the grasp; returns (offsets (H, 2) int, lowest z (H,)) per grid cell.
-    """
+@functools.lru_cache(maxsize=32)
+def _hand_points_local(opening, spacing):
+    """(P, 3) points filling the hand's boxes at ``opening`` (gripper frame), cached."""
     pts = []
     for extents, T_box in gripper.gripper_boxes(opening):
         axes = [np.linspace(-e / 2.0, e / 2.0, max(int(np.ceil(e / spacing)), 1) + 1)
                 for e in extents]
         grid = np.stack(np.meshgrid(*axes, indexing='ij'), axis=-1).reshape(-1, 3)
         pts.append(grid @ T_box[:3, :3].T + T_box[:3, 3])
+    return np.vstack(pts)
+
+
+def hand_clearance_cells(T_grasp, opening, origin, cell):
+    """The hand's cells relative to the TCP's cell and the lowest hand height in each.
+
+    Points filling the hand's boxes (``core.gripper.gripper_boxes`` at ``opening``, one per
+    grid cell of spacing) are posed with the grasp; returns (offsets (H, 2) int, lowest z
+    (H,)) per grid cell.
+    """
     T = np.asarray(T_grasp, dtype=float)
-    world = np.vstack(pts) @ T[:3, :3].T + T[:3, 3]
+    local = _hand_points_local(round(float(opening), 3), float(cell))
+    world = local @ T[:3, :3].T + T[:3, 3]
     tcp_cell = np.floor((T[:2, 3] - origin) / cell).astype(int)
     offsets = np.floor((world[:, :2] - origin) / cell).astype(int) - tcp_cell
-    keys, inverse = np.unique(offsets, axis=0, return_inverse=True)
-    lowest = np.full(len(keys), np.inf)
-    np.minimum.at(lowest, inverse.ravel(), world[:, 2])
-    return keys, lowest
+    # One entry per cell, its lowest point: sort by cell then height, keep the first.
+    key = (offsets[:, 0] + 1000) * 2001 + (offsets[:, 1] + 1000)
+    order = np.lexsort((world[:, 2], key))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = key[order][1:] != key[order][:-1]
+    keep = order[first]
+    return offsets[keep], world[keep, 2]
+
+
+def _lookup(grid, cells, outside):
+    """``grid`` at integer ``cells`` (..., 2); ``outside`` where a cell is off the grid."""
+    ok = np.all((cells >= 0) & (cells < grid.shape), axis=-1)
+    out = np.full(ok.shape, outside, dtype=grid.dtype)
+    inside = cells[ok]
+    out[ok] = grid[inside[:, 0], inside[:, 1]]
+    return out
 
 
 def free_place(target, start_xy, cloud, params, n_directions=16, hand=None):
@@ -555,28 +575,22 @@ def free_place(target, start_xy, cloud, params, n_directions=16, hand=None):
     steps = np.arange(int(params.place_max_distance / cell) + 1)
     goal_cells = goal if goal is not None and len(goal) else np.round(goal_cell)[None]
     for direction in dirs:   # the first one usually works: no need to slide along all 16
-        spot_cells = np.round(goal_cell + steps[:, None] * direction).astype(int)   # (R, 2)
-        cells = spot_cells[:, None, :] + offsets                     # (R, A, 2)
-        inside = np.all((cells >= 0) & (cells < blocked.shape), axis=-1)
-        hit = np.zeros(inside.shape, dtype=bool)
-        hit[inside] = blocked[cells[inside][:, 0], cells[inside][:, 1]]
-        hit = np.any(hit, axis=1)
+        spot_cells_d = np.round(goal_cell + steps[:, None] * direction).astype(int)  # (R, 2)
+        cells_d = spot_cells_d[:, None, :] + offsets                 # (R, A, 2)
+        hit = np.any(_lookup(blocked, cells_d, False), axis=1)
         if len(hand_cells):
-            hc = spot_cells[:, None, :] + hand_cells                  # (R, H, 2)
-            ok = np.all((hc >= 0) & (hc < others.shape), axis=-1)
-            top = np.full(ok.shape, -np.inf)
-            top[ok] = others[hc[ok][:, 0], hc[ok][:, 1]]
-            hit |= np.any(top > hand_z - params.place_gap, axis=1)
+            tops = _lookup(others, spot_cells_d[:, None, :] + hand_cells, -np.inf)
+            hit |= np.any(tops > hand_z - params.place_gap, axis=1)
         rs = np.nonzero(~hit)[0]
         if len(rs) == 0:
             continue
-        placed = cells[rs[0]]
+        placed = cells_d[rs[0]]
         # Edge to edge: cell centres are one cell apart when the footprints touch.
         gap = (np.min(np.hypot(*(placed[:, None] - goal_cells[None]).transpose(2, 0, 1)))
                - 1.0) * cell
         if gap > params.place_max_gap:
             continue
-        spot = start_xy + (spot_cells[rs[0]] - start_cell) * cell
+        spot = start_xy + (spot_cells_d[rs[0]] - start_cell) * cell
         return np.array([spot[0], spot[1], target[2]])
     return None
 

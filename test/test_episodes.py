@@ -1,6 +1,7 @@
 """Episode selection: commands only about objects the camera sees."""
 
 import numpy as np
+import pytest
 
 from bopask_gen.core.transforms import transform_from_xyz_quat_xyzw
 from bopask_ros import ros_common as rc
@@ -22,3 +23,29 @@ def test_a_target_hidden_behind_a_box_is_not_visible():
         assert np.all((vis >= 0.0) & (vis <= 1.0))
     finally:
         world.close()
+
+
+def test_oracle_does_not_point_at_a_grasp_hidden_behind_another_object():
+    # Random-episode scene (bench seed 1, episode 10): the potted meat can stands behind the
+    # wood block; the generator's grasps of it all have their centre pixel on the block.
+    from bopask_ros.sim_node import world_factory
+    from bopask_ros.sim_runtime import SimRuntime
+    from bopask_ros.vlm import parse_command
+    from bopask_ros.vlm_oracle import OracleBackend, OracleError
+    p = rc.load_node_parameters(rc.config_path('extrinsics.yaml'), 'sim_node')
+    T_bc = transform_from_xyz_quat_xyzw(p['extrinsic.translation'],
+                                        p['extrinsic.rotation_xyzw'])
+    runtime = SimRuntime(world_factory(1969881820, [8, 9, 10, 16], (3, 5), T_bc), 4.0, 5.0)
+    try:
+        frame = runtime.wait_for_frame(timeout=30.0)
+        oracle = OracleBackend(runtime)
+        request = {'sim_frame': frame, 'task': 'grasp',
+                   'command': parse_command('pick up the potted meat can and put it next to '
+                                            'the banana')}
+        with pytest.raises(OracleError, match='hidden from the camera'):
+            oracle.answer(frame.rgb, '', request)
+        # The banana, in plain view, gets an answer.
+        request['command'] = parse_command('pick up the banana and put it next to the can')
+        assert oracle.answer(frame.rgb, '', request)
+    finally:
+        runtime.close()
