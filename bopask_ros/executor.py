@@ -46,7 +46,7 @@ class ExecutorParams:
     place_standoff: float = 0.13
     place_clearance: float = 0.01
     retreat_offset: float = 0.12
-    cartesian_step: float = 0.03
+    cartesian_step: float = 0.05
     max_joint_jump: float = 0.5
     max_joint_speed: float = 0.8
     min_segment_time: float = 0.3

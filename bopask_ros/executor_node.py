@@ -53,7 +53,7 @@ DEFAULTS = {
     'place_standoff': 0.13,
     'place_clearance': 0.01,
     'retreat_offset': 0.12,
-    'cartesian_step': 0.03,
+    'cartesian_step': 0.05,
     'max_joint_speed': 0.8,
     'max_joint_jump': 0.5,
     'joint_tolerance': 0.03,
