@@ -210,29 +210,60 @@ def time_joint_path(path, q_start, params):
     return times
 
 
-def solve_path(ik, poses, q_seed, step_name, max_jump=None, restarts=0):
+def _jumps(sol, q, max_jump):
+    return max_jump is not None and np.max(np.abs(sol - q)) > max_jump
+
+
+def _solve_halves(ik, T_from, T_to, q, max_jump, depth):
+    """Joint solutions reaching ``T_to`` from ``q`` (at ``T_from``) through midpoints, or None.
+
+    A seed far from the goal can leave the solver short of it (or on another branch); the
+    straight segment is halved up to ``depth`` times, each half seeded by the last solution.
+    """
+    sol = ik.solve(T_to, q, 0)
+    if sol is not None and not _jumps(np.asarray(sol, dtype=float), q, max_jump):
+        return [np.asarray(sol, dtype=float)]
+    if depth == 0:
+        return None
+    mid = make_transform(T_to[:3, :3], (T_from[:3, 3] + T_to[:3, 3]) / 2.0)
+    first = _solve_halves(ik, T_from, mid, q, max_jump, depth - 1)
+    if first is None:
+        return None
+    second = _solve_halves(ik, mid, T_to, first[-1], max_jump, depth - 1)
+    return None if second is None else first + second
+
+
+def solve_path(ik, poses, q_seed, step_name, max_jump=None, restarts=0, T_from=None,
+               max_halvings=2):
     """Solve IK along ``poses``, each seeded by the previous solution; raise IKError.
 
     ``max_jump`` (radians) refuses a solution that leaps to another arm configuration
     between two close Cartesian poses (the arm would sweep through the scene). Random
     restarts (``restarts``) are allowed for the first pose only: later poses are close to
-    their seed, and a restart there would be a configuration change anyway.
+    their seed, and a restart there would be a configuration change anyway. When a pose
+    fails from its seed, the straight segment from the previous pose (``T_from`` for the
+    first one: where the arm is) is halved up to ``max_halvings`` times before giving up;
+    the path then holds the midpoints too.
     """
     path, q = [], np.asarray(q_seed, dtype=float)
+    prev = None if T_from is None else np.asarray(T_from, dtype=float)
     for i, T in enumerate(poses):
         sol = ik.solve(T, q, restarts if i == 0 else 0)
         p = T[:3, 3]
         where = (f'{step_name} pose {i + 1}/{len(poses)} at '
                  f'({p[0]:.3f}, {p[1]:.3f}, {p[2]:.3f}) m')
-        if sol is None:
-            reason = getattr(ik, 'last_message', '')
+        reason = getattr(ik, 'last_message', '') if sol is None else ''
+        sols = None if sol is None else [np.asarray(sol, dtype=float)]
+        if (sols is None or _jumps(sols[0], q, max_jump)) and prev is not None:
+            sols = _solve_halves(ik, prev, np.asarray(T, dtype=float), q, max_jump,
+                                 max_halvings) or sols
+        if sols is None:
             raise IKError(f'IK failed for {where}' + (f': {reason}' if reason else ''))
-        sol = np.asarray(sol, dtype=float)
-        if max_jump is not None and np.max(np.abs(sol - q)) > max_jump:
-            raise IKError(f'IK solution for {where} jumps {np.max(np.abs(sol - q)):.2f} rad '
-                          f'from the previous pose (configuration change)')
-        q = sol
-        path.append(q)
+        if _jumps(sols[0], q, max_jump):
+            raise IKError(f'IK solution for {where} jumps {np.max(np.abs(sols[0] - q)):.2f} '
+                          f'rad from the previous pose (configuration change)')
+        path.extend(sols)
+        q, prev = sols[-1], np.asarray(T, dtype=float)
     return np.array(path)
 
 
@@ -297,6 +328,7 @@ def _solve_steps(targets, q_start, ik, params, width=None, solved=None):
     q = np.asarray(q_start, dtype=float)
     T_prev = None
     for name, poses in targets:
+        T_start = T_prev   # where the arm is (Cartesian) when the step begins
         if name in ('approach', 'lift', 'place', 'retreat') and T_prev is not None:
             dense = interpolate_line(T_prev, poses[-1], params.cartesian_step)
         else:
@@ -313,7 +345,8 @@ def _solve_steps(targets, q_start, ik, params, width=None, solved=None):
             try:
                 solved[key] = solve_path(ik, dense, q, name,
                                          None if free else params.max_joint_jump,
-                                         restarts=3 if free else 0)
+                                         restarts=3 if free else 0,
+                                         T_from=None if free else T_start)
             except IKError as exc:
                 solved[key] = exc
         if isinstance(solved[key], IKError):

@@ -115,3 +115,30 @@ def test_carry_height_falls_back_to_a_reachable_tier(ik):
                             target_point=target, place=place, scene_top_z=0.6)
     lift = [s for s in steps if s.name == 'lift'][0]
     assert lift.targets[-1][2, 3] == pytest.approx(0.2 + 0.1 + 0.05)
+
+
+class ShortReachIK:
+    """A toy solver that only converges within 4 cm of its seed (x = first joint)."""
+
+    last_message = 'seed too far'
+
+    def solve(self, T, q_seed, restarts=0):
+        x = T[0, 3]
+        if abs(x - q_seed[0]) > 0.04:
+            return None
+        q = np.array(q_seed, dtype=float)
+        q[0] = x
+        return q
+
+
+def test_a_pose_too_far_from_its_seed_is_reached_through_midpoints():
+    from bopask_ros.executor import solve_path
+    start = top_down(0.0, 0.0, 0.2)
+    steps = [top_down(0.1, 0.0, 0.2)]
+    path = solve_path(ShortReachIK(), steps, np.zeros(7), 'lift', T_from=start)
+    np.testing.assert_allclose(path[:, 0], [0.025, 0.05, 0.075, 0.1])
+    with pytest.raises(IKError, match='IK failed for lift pose 1/1.*seed too far'):
+        solve_path(ShortReachIK(), [top_down(0.3, 0.0, 0.2)], np.zeros(7), 'lift',
+                   T_from=start)
+    with pytest.raises(IKError):   # no halving without the pose the arm starts from
+        solve_path(ShortReachIK(), steps, np.zeros(7), 'lift')
