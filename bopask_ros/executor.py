@@ -234,7 +234,7 @@ def _solve_halves(ik, T_from, T_to, q, max_jump, depth):
 
 
 def solve_path(ik, poses, q_seed, step_name, max_jump=None, restarts=0, T_from=None,
-               max_halvings=2):
+               max_halvings=1):
     """Solve IK along ``poses``, each seeded by the previous solution; raise IKError.
 
     ``max_jump`` (radians) refuses a solution that leaps to another arm configuration
@@ -242,7 +242,7 @@ def solve_path(ik, poses, q_seed, step_name, max_jump=None, restarts=0, T_from=N
     restarts (``restarts``) are allowed for the first pose only: later poses are close to
     their seed, and a restart there would be a configuration change anyway. When a pose
     fails from its seed, the straight segment from the previous pose (``T_from`` for the
-    first one: where the arm is) is halved up to ``max_halvings`` times before giving up;
+    first one: where the arm is) is halved (``max_halvings`` levels) before giving up;
     the path then holds the midpoints too.
     """
     path, q = [], np.asarray(q_seed, dtype=float)

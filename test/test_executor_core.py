@@ -135,8 +135,11 @@ def test_a_pose_too_far_from_its_seed_is_reached_through_midpoints():
     from bopask_ros.executor import solve_path
     start = top_down(0.0, 0.0, 0.2)
     steps = [top_down(0.1, 0.0, 0.2)]
-    path = solve_path(ShortReachIK(), steps, np.zeros(7), 'lift', T_from=start)
+    path = solve_path(ShortReachIK(), steps, np.zeros(7), 'lift', T_from=start,
+                      max_halvings=2)
     np.testing.assert_allclose(path[:, 0], [0.025, 0.05, 0.075, 0.1])
+    with pytest.raises(IKError):   # one halving level: 5 cm halves are still too far
+        solve_path(ShortReachIK(), steps, np.zeros(7), 'lift', T_from=start, max_halvings=1)
     with pytest.raises(IKError, match='IK failed for lift pose 1/1.*seed too far'):
         solve_path(ShortReachIK(), [top_down(0.3, 0.0, 0.2)], np.zeros(7), 'lift',
                    T_from=start)
