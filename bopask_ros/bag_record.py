@@ -126,6 +126,11 @@ class Recorder:
         self._thread.start()
         return self
 
+    def message_counts(self):
+        """``{topic: messages written so far}``."""
+        with self._lock:
+            return dict(self.writer.counts)
+
     def stop(self):
         """Stop recording, finish the bag; return ``{topic: message count}``."""
         if self._executor is not None:

@@ -55,6 +55,15 @@ def recorded_bag(tmp_path_factory):
         mark = client.mark()
         client.send(COMMAND)
         client.wait_vlm_answer(mark, timeout=60.0)
+        # Frames come at the sim's render rate (2 Hz): record until there are enough of each
+        # (a loaded machine renders slower), at most 20 s more.
+        end = time.monotonic() + 20.0
+        camera_topics = (rc.COLOR_TOPIC, rc.DEPTH_TOPIC, rc.INFO_TOPIC, GROUND_TRUTH_TOPIC)
+        while time.monotonic() < end:
+            counts = recorder.message_counts()
+            if min(counts.get(t, 0) for t in camera_topics) >= 6:
+                break
+            time.sleep(0.1)
         time.sleep(0.5)
         counts = recorder.stop()
     finally:
