@@ -76,7 +76,7 @@ class BackprojectionParams:
     min_object_height: float = 0.015
     max_object_height: float = 0.40
     place_gap: float = 0.02
-    place_max_gap: float = 0.06
+    place_max_gap: float = 0.05
     place_max_distance: float = 0.35
     place_cell: float = 0.015
     place_clear_radius: float = 0.05
@@ -457,12 +457,6 @@ def height_map(cloud, cell):
     return heights, origin
 
 
-def occupancy(cloud, cell):
-    """(occupied (X, Y) bool, origin (2,)) of the object cloud's ``height_map``."""
-    heights, origin = height_map(cloud, cell)
-    return np.isfinite(heights), origin
-
-
 def group_at(labels, cell_xy, reach_cells):
     """(K, 2) cells of the labelled group nearest ``cell_xy`` (within ``reach_cells``), or None."""
     occ = np.argwhere(labels > 0)
@@ -519,7 +513,7 @@ def _lookup(grid, cells, outside):
 def free_place(target, start_xy, cloud, params, n_directions=16, hand=None):
     """Where to put the held object down next to the target, or None.
 
-    On the occupancy grid of the object cloud (``occupancy``, 8-connected groups of cells =
+    On the occupancy grid of the object cloud (``height_map``, 8-connected groups of cells =
     objects), the held object's footprint is the group under ``start_xy`` (the grasp) and
     the target's the group under ``target`` (its top centre); a disc of
     ``place_clear_radius`` stands in for the held one when there is none or both are one

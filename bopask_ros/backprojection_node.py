@@ -13,7 +13,6 @@ from tf2 when it is importable (a ROS install) and ``use_tf`` is set, else from 
 """
 
 from collections import deque
-import dataclasses
 import json
 import time
 
@@ -66,11 +65,7 @@ DEFAULTS = {
 
 def backprojection_params(values):
     """BackprojectionParams from node parameter values (a dict; missing keys: defaults)."""
-    out = BackprojectionParams()
-    for f in dataclasses.fields(BackprojectionParams):
-        if f.name in values:
-            setattr(out, f.name, type(f.default)(values[f.name]))
-    return out
+    return rc.dataclass_from_parameters(BackprojectionParams, values)
 
 
 def static_extrinsic(values):
@@ -91,7 +86,6 @@ class BackprojectionNode(Node):
         self.tf_buffer = self._make_tf_buffer() if self.p['use_tf'] else None
         self.depth_buffer = deque(maxlen=int(self.p['buffer_size']))
         self.info_buffer = deque(maxlen=int(self.p['buffer_size']))
-        self.last_backprojection_ms = None
 
         from geometry_msgs.msg import PoseStamped
         from nav_msgs.msg import Path
@@ -186,7 +180,6 @@ class BackprojectionNode(Node):
             self.status(f'refused command {command_id}: extrinsic lookup failed ({exc})',
                         'error')
             return
-        self.last_backprojection_ms = elapsed_ms
         timing = dict(kp.get('timing', {}), backprojection_ms=elapsed_ms,
                       backprojection_cpu_ms=cpu_ms, place_search_ms=place_ms,
                       keypoints_received=received)

@@ -368,14 +368,10 @@ def score(commands, collector, runtime, ref_backend, coords, bp_params, log=prin
 
 def backprojection_params(arguments):
     """BackprojectionParams from the config files and ``name:=value`` overrides."""
-    from bopask_ros.backprojection import BackprojectionParams
+    from bopask_ros.backprojection_node import backprojection_params as from_values
     from bopask_ros.graph import node_parameters, resolve
     files, overrides, _ = resolve(dict(arguments, sim=False))
-    p = node_parameters('backprojection_node', files, overrides)
-    names = ('depth_window', 'grasp_depth', 'table_z', 'min_tcp_height', 'top_radius',
-             'top_band')
-    return BackprojectionParams(**{n: type(getattr(BackprojectionParams, n))(p[n])
-                                   for n in names if n in p})
+    return from_values(node_parameters('backprojection_node', files, overrides))
 
 
 def vlm_parameters(arguments):

@@ -87,9 +87,7 @@ class MinkIK:
 
 def executor_params(values):
     """ExecutorParams from the node's parameter values (``{name: value}``; lists -> tuples)."""
-    return ExecutorParams(**{k: (tuple(v) if isinstance(v, list) else v)
-                             for k, v in values.items()
-                             if k in ExecutorParams.__dataclass_fields__})
+    return rc.dataclass_from_parameters(ExecutorParams, values)
 
 
 class ExecutorNode(Node):

@@ -1,5 +1,6 @@
 """Small rclpy helpers shared by the nodes: YAML parameters, stamps, status lines, topics."""
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -99,6 +100,25 @@ def declare(node, defaults):
         node.declare_parameter(name, default)
         out[name] = node.get_parameter(name).value
     return out
+
+
+def dataclass_from_parameters(cls, values):
+    """An instance of the dataclass ``cls`` from node parameter values (``{name: value}``).
+
+    Fields missing from ``values`` keep their defaults; lists become tuples and scalars take
+    the type of the field's default (a YAML ``1`` for a float field is ``1.0``).
+    """
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in values:
+            continue
+        value = values[f.name]
+        if isinstance(value, list):
+            value = tuple(value)
+        elif isinstance(f.default, (bool, int, float, str)):
+            value = type(f.default)(value)
+        kwargs[f.name] = value
+    return cls(**kwargs)
 
 
 def stamp_to_ns(stamp):
