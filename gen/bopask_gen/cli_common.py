@@ -7,7 +7,19 @@ imported only when its command runs, so ``bopask-gen eval`` never imports MuJoCo
 import argparse
 import importlib
 import logging
+from pathlib import Path
 import sys
+
+
+def add_qa_data_arguments(parser, doc):
+    """Show ``doc`` (a module's recipe and definitions) under ``--help``; add ``--data``.
+
+    The arguments the commands that read generator output share (finetune, predict, eval).
+    """
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = doc
+    parser.add_argument('--data', required=True, type=Path,
+                        help='generator output folder (holds data/*.jsonl)')
 
 
 def build_parser(prog, description, commands):

@@ -483,11 +483,8 @@ def write_report(report, scores, report_dir, name):
 
 def add_arguments(parser):
     """Arguments of ``bopask-gen eval``."""
-    import argparse
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = __doc__  # the recipe/definitions, shown by --help
-    parser.add_argument('--data', required=True, type=Path,
-                        help='generator output folder (holds data/*.jsonl)')
+    from bopask_gen.cli_common import add_qa_data_arguments
+    add_qa_data_arguments(parser, __doc__)  # the recipe/definitions, shown by --help
     parser.add_argument('--pred', required=True, type=Path,
                         help='predictions JSONL, one {"id", "text"} per QA')
     parser.add_argument('--report', type=Path, default=None,

@@ -61,11 +61,8 @@ def parse_lora(text):
 
 def add_arguments(parser):
     """Arguments of ``bopask-gen finetune``."""
-    import argparse
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = __doc__  # the recipe/definitions, shown by --help
-    parser.add_argument('--data', required=True, type=Path,
-                        help='generator output folder (holds data/*.jsonl)')
+    from bopask_gen.cli_common import add_qa_data_arguments
+    add_qa_data_arguments(parser, __doc__)  # the recipe/definitions, shown by --help
     parser.add_argument('--model', required=True, type=Path,
                         help='local base model folder (e.g. Qwen2.5-VL-3B-Instruct)')
     parser.add_argument('--output', required=True, type=Path,

@@ -18,11 +18,8 @@ LOG = logging.getLogger(__name__)
 
 def add_arguments(parser):
     """Arguments of ``bopask-gen predict``."""
-    import argparse
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = __doc__  # the recipe/definitions, shown by --help
-    parser.add_argument('--data', required=True, type=Path,
-                        help='generator output folder (holds data/*.jsonl)')
+    from bopask_gen.cli_common import add_qa_data_arguments
+    add_qa_data_arguments(parser, __doc__)  # the recipe/definitions, shown by --help
     parser.add_argument('--model', required=True, type=Path,
                         help='local model folder: base, finetune output or LoRA adapter')
     parser.add_argument('--out', required=True, type=Path, help='predictions JSONL to write')
