@@ -13,7 +13,7 @@ import sys
 def main(args=None):
     """Start the graph with ``name:=value`` arguments (ROS arguments are ignored)."""
     from bopask_ros.graph import Graph, parse_assignments
-    from bopask_ros.graph_process import follow_parent
+    from bopask_ros.graph_process import announce_ready, follow_parent, interrupt_deferred
     follow_parent()
     argv = list(sys.argv[1:] if args is None else args)
     ros_args = [sys.argv[0]]    # name:=value are ours, not remapping rules for rcl
@@ -22,7 +22,9 @@ def main(args=None):
             '--ros-args'):]
     graph = Graph(parse_assignments(argv), ros_args=ros_args)
     try:
-        graph.start()
+        with interrupt_deferred():
+            graph.start()
+        announce_ready(graph.nodes)
         graph.spin()
     except KeyboardInterrupt:
         pass

@@ -9,7 +9,8 @@ the back-projection and executor nodes in a child (``CHILD_NODES``).
 ``GraphProcess`` starts the child with this interpreter, the same graph arguments plus
 ``nodes:=...``, and this environment (ROS domain id included); forwards its output to this
 process's stderr, keeping the last lines for error messages; ``wait_ready`` blocks until the
-child's nodes are on the ROS graph; ``check`` raises ``GraphProcessError`` once the child has
+child has said it is ready (``READY_LINE``, printed once its nodes are built: a node shows on
+the ROS graph before its constructor has finished) and its nodes are on the graph; ``check`` raises ``GraphProcessError`` once the child has
 died; ``stop`` ends it with SIGINT, then SIGKILL. The child also gets SIGINT when this
 process dies (Linux ``PR_SET_PDEATHSIG``, set by ``bopask_graph``): no orphans, even when
 the parent is killed. The death signal follows the thread that started the child, so start
@@ -17,6 +18,7 @@ it from a thread that lives as long as the child should (the main thread).
 """
 
 from collections import deque
+import contextlib
 import json
 import os
 import signal
@@ -33,6 +35,8 @@ CHILD_NODES = ('backprojection_node', 'executor_node')
 # Set in the child's environment: the parent's pid (bopask_graph follows the parent's death).
 PARENT_PID_ENV = 'BOPASK_GRAPH_PARENT_PID'
 TAIL_LINES = 40
+# The child prints this line once every node is built and spinning is about to start.
+READY_LINE = 'bopask_graph: nodes ready'
 
 
 class GraphProcessError(RuntimeError):
@@ -74,6 +78,7 @@ class GraphProcess:
         self.tail = deque(maxlen=TAIL_LINES)
         self._forwarder = None
         self._stopping = False
+        self._ready = threading.Event()
 
     @property
     def pid(self):
@@ -98,6 +103,8 @@ class GraphProcess:
     def _forward(self):
         for line in self.process.stdout:
             self.tail.append(line.rstrip('\n'))
+            if line.startswith(READY_LINE):
+                self._ready.set()
             try:
                 sys.stderr.write(line)
                 sys.stderr.flush()
@@ -124,7 +131,7 @@ class GraphProcess:
             raise self._failure(f'exited with code {code}')
 
     def wait_ready(self, node, timeout=60.0, conditions=None):
-        """Wait until the child's nodes are on the ROS graph, as seen by ``node``.
+        """Wait until the child is ready and its nodes are on the ROS graph, as seen by ``node``.
 
         ``conditions``: ``{description: callable}``, each must also return True (e.g. a
         subscription of this process matched with a publisher of the child). Raises
@@ -135,7 +142,8 @@ class GraphProcess:
         while True:
             self.check()
             visible = {name for name, _ in node.get_node_names_and_namespaces()}
-            missing = [f'node {n}' for n in self.nodes if n not in visible]
+            missing = [] if self._ready.is_set() else ['its ready line']
+            missing += [f'node {n}' for n in self.nodes if n not in visible]
             missing += [text for text, ok in conditions.items() if not ok()]
             if not missing:
                 return self
@@ -163,6 +171,28 @@ class GraphProcess:
         if self._forwarder is not None:
             self._forwarder.join(timeout=2.0)
         return self.process.returncode
+
+
+@contextlib.contextmanager
+def interrupt_deferred():
+    """Hold SIGINT back until the block ends, then raise KeyboardInterrupt if one came.
+
+    For start-up: an interrupt inside a C extension's import (MuJoCo's) turns into an
+    ImportError, and one inside a node's constructor leaves a half-built node behind.
+    """
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+
+
+def announce_ready(nodes):
+    """Print ``READY_LINE`` (GraphProcess.wait_ready waits for it)."""
+    print(f'{READY_LINE}: {", ".join(nodes)}', flush=True)
 
 
 def follow_parent():

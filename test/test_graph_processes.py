@@ -44,10 +44,13 @@ def graph_children():
 
 def test_two_process_graph_comes_up_and_leaves_no_process():
     from bopask_ros.demo import start_graph
+    from bopask_ros.graph_process import READY_LINE
     graph, client = start_graph({'sim_node.n_objects_max': 3}, real_time_factor=2.0)
     try:
         assert list(graph.nodes) == ['sim_node', 'camera_node', 'vlm_node']
         (child,) = graph.processes
+        # Ready means built, not just on the graph (a node shows before its constructor ends).
+        assert any(line.startswith(READY_LINE) for line in child.tail)
         assert child.process.poll() is None
         assert graph_children() == [child.pid]
         visible = {name for name, _ in client.node.get_node_names_and_namespaces()}
@@ -88,3 +91,17 @@ def test_a_child_that_dies_later_ends_the_wait_with_an_error():
     finally:
         graph.shutdown()
     assert graph_children() == []
+
+
+def test_an_interrupt_during_start_up_waits_for_the_end_of_start_up():
+    """SIGINT inside MuJoCo's import made it an ImportError (exit code 1); now it waits."""
+    from bopask_ros.graph_process import interrupt_deferred
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupt_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            done.append('the block ran to its end')
+    assert done == ['the block ran to its end']
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with interrupt_deferred():
+        pass                                           # no interrupt: nothing raised
