@@ -10,11 +10,12 @@ the back-projection and executor nodes in a child (``CHILD_NODES``).
 ``nodes:=...``, and this environment (ROS domain id included); forwards its output to this
 process's stderr, keeping the last lines for error messages; ``wait_ready`` blocks until the
 child has said it is ready (``READY_LINE``, printed once its nodes are built: a node shows on
-the ROS graph before its constructor has finished) and its nodes are on the graph;
-``check`` raises ``GraphProcessError`` once the child has died; ``stop`` ends it with SIGINT, then SIGKILL. The child also gets SIGINT when this
-process dies (Linux ``PR_SET_PDEATHSIG``, set by ``bopask_graph``): no orphans, even when
-the parent is killed. The death signal follows the thread that started the child, so start
-it from a thread that lives as long as the child should (the main thread).
+the ROS graph before its constructor has finished) and its nodes are on the graph; ``check``
+raises ``GraphProcessError`` once the child has died; ``stop`` ends it with SIGINT, then
+SIGKILL. The child also gets SIGINT when this process dies (Linux ``PR_SET_PDEATHSIG``, set
+by ``bopask_graph``): no orphans, even when the parent is killed. The death signal follows
+the thread that started the child, so start it from a thread that lives as long as the child
+should (the main thread).
 """
 
 from collections import deque
