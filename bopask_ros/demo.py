@@ -32,6 +32,11 @@ def add_arguments(parser):
     parser.add_argument('--episodes', type=int, default=None,
                         help='number of random episodes (default: the 3 scripted commands)')
     parser.add_argument('--seed', type=int, default=0, help='seed of the random episodes')
+    parser.add_argument('--replay', type=Path, default=None, metavar='EPISODES_JSON',
+                        help='run again the episodes of a run (the episodes.json the bench '
+                             'writes)')
+    parser.add_argument('--failed-only', action='store_true',
+                        help='with --replay: only the episodes that failed')
     parser.add_argument('--out', type=Path, default=Path(DEFAULT_STRIP),
                         help=f'PNG strip of the episodes (default {DEFAULT_STRIP})')
     parser.add_argument('--real-time-factor', type=float, default=2.0,
@@ -306,8 +311,17 @@ def write_strip(results, path, thumb_width=320):
 def episodes_for(args):
     """(Episodes to draw from, how many to run): scripted by default, random with --episodes."""
     from bopask_gen.generator.names import load_name_table
-    from bopask_ros.episodes import demo_episodes, random_episodes
+    from bopask_ros.episodes import demo_episodes, random_episodes, replay_episodes
     names = load_name_table('ycbv')
+    if args.replay is not None:
+        try:
+            results = json.loads(args.replay.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f'--replay {args.replay}: {exc}') from exc
+        replayed = replay_episodes(results, names, args.failed_only)
+        if not replayed:
+            raise ValueError(f'--replay {args.replay}: no episodes to run')
+        return iter(replayed), len(replayed)
     if args.episodes is None:
         scripted = demo_episodes(names)
         return iter(scripted), len(scripted)
@@ -380,5 +394,9 @@ def run(args):
              if skipped else ''))
     if results:
         print(f'wrote {write_strip(results, args.out)}')
+        record = args.out.with_suffix('.json')
+        record.write_text(json.dumps([{k: v for k, v in r.items() if k not in ('before', 'after')}
+                                      for r in results], indent=1))
+        print(f'wrote {record} (run them again with --replay {record})')
     print(json.dumps(s))
     return 0

@@ -122,13 +122,28 @@ def random_episode(rng, names, n_objects=(3, 5)):
 
 def demo_episodes(names):
     """The default demo Episodes, with the object and target ids resolved."""
+    return scripted_episodes(DEMO_EPISODES, names)
+
+
+def scripted_episodes(triples, names):
+    """Episodes of ``(seed, obj_ids, command)``, the object and target found in the command."""
     from bopask_ros.vlm import parse_command
     from bopask_ros.vlm_oracle import match_object
     out = []
-    for seed, ids, command in DEMO_EPISODES:
+    for seed, ids, command in triples:
         cmd = parse_command(command)
         candidates = {i: names.aliases(i) for i in ids}
-        out.append(Episode(seed=seed, obj_ids=tuple(ids), command=command,
+        out.append(Episode(seed=int(seed), obj_ids=tuple(int(i) for i in ids), command=command,
                            obj_id=match_object(cmd.object_name, candidates),
                            target_id=match_object(cmd.target_name, candidates)))
     return out
+
+
+def replay_episodes(results, names, failed_only=False):
+    """Episodes of a run's results (``episodes.json`` of the bench), to run them again.
+
+    Skipped draws are left out; ``failed_only`` keeps the failures.
+    """
+    triples = [(r['seed'], r['obj_ids'], r['command']) for r in results
+               if not r.get('skipped') and not (failed_only and r.get('success'))]
+    return scripted_episodes(triples, names)
