@@ -180,10 +180,31 @@ def start_graph(arguments, real_time_factor, single_process=False, ready_timeout
         if child is not None:
             child.wait_ready(client.node, ready_timeout, child_conditions(graph, client))
             client.checks.append(child.check)
+        check_domain_alone(client.node, [n for n, _, _ in NODES])
     except BaseException:
         graph.shutdown()           # stops the child too
         raise
     return graph, client
+
+
+class DomainConflictError(RuntimeError):
+    """Another graph runs nodes of the same names on this ROS domain (they would cross-talk)."""
+
+
+def check_domain_alone(node, names):
+    """Raise DomainConflictError when a node name of ``names`` shows more than once.
+
+    Two demos on one ROS domain answer each other's commands and drive each other's arms;
+    the domain has to be told apart (``ROS_DOMAIN_ID``).
+    """
+    from bopask_ros import ros_common as rc
+    seen = [name for name, _ in node.get_node_names_and_namespaces()]
+    twice = sorted({n for n in seen if n in names and seen.count(n) > 1})
+    if twice:
+        raise DomainConflictError(
+            f'another bopask graph runs on ROS domain {rc.domain_id()} (nodes named '
+            f'{", ".join(twice)} twice): stop it, or set ROS_DOMAIN_ID to a free domain '
+            f'(0-101) for this one')
 
 
 def child_conditions(graph, client):
@@ -365,9 +386,10 @@ def run(args):
     except (ValueError, FileNotFoundError) as exc:
         print(f'demo: {exc}')
         return 2
-    except GraphProcessError as exc:
+    except (GraphProcessError, DomainConflictError) as exc:
         print(f'demo: {exc}')
         return 1
+
     def report(i, r):
         if r.get('skipped'):
             print(f'skipped "{r["command"]}": {r["skipped"]}', flush=True)

@@ -105,3 +105,23 @@ def test_an_interrupt_during_start_up_waits_for_the_end_of_start_up():
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     with interrupt_deferred():
         pass                                           # no interrupt: nothing raised
+
+
+def test_a_second_graph_on_the_same_domain_is_refused_by_name():
+    """Two demos on one ROS domain would answer each other's commands: refused, with the fix."""
+    import rclpy
+
+    from bopask_ros.demo import check_domain_alone, DomainConflictError
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=DOMAIN_ID)
+    try:
+        here = rclpy.create_node('vlm_node', context=context)
+        check_domain_alone(here, ['vlm_node', 'sim_node'])          # alone: fine
+        there = rclpy.create_node('vlm_node', context=context)      # another graph's node
+        with pytest.raises(DomainConflictError, match=f'ROS domain {DOMAIN_ID} .*vlm_node.*'
+                                                      'ROS_DOMAIN_ID'):
+            check_domain_alone(here, ['vlm_node', 'sim_node'])
+        there.destroy_node()
+        here.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)
