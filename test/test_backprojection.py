@@ -215,6 +215,20 @@ def test_place_spot_is_next_to_the_target_footprint():
     assert free_place(target, start, np.vstack([big, mover, crowd]), params) is None
 
 
+def test_place_is_next_to_the_target_not_to_the_cluster_it_touches():
+    from bopask_ros.backprojection import free_place
+    params = BackprojectionParams()
+    target, start = np.array([0.45, 0.25, 0.035]), np.array([0.45, -0.2])
+    small = disc_cloud(target, 0.03, z=0.035)
+    # A long object touching the target, lying toward the start: one footprint group.
+    bar = np.vstack([disc_cloud([0.45, y], 0.025, z=0.03) for y in np.arange(0.0, 0.23, 0.01)])
+    mover = disc_cloud(start, 0.03)
+    spot = free_place(target, start, np.vstack([small, bar, mover]), params)
+    # Beside the target itself; sliding toward the start would end past the bar (20+ cm).
+    assert footprint_gap(spot, start, 0.03, target[:2], 0.03) <= params.place_max_gap + 0.03
+    assert footprint_gap(spot, start, 0.03, [0.45, 0.1], 0.025) >= 0.015   # clear of the bar
+
+
 def test_place_keeps_the_open_hand_clear_of_a_tall_target():
     from bopask_ros.backprojection import free_place, hand_clearance_cells, height_map
     params = BackprojectionParams(place_gap=0.02, place_max_gap=0.06)
@@ -245,3 +259,8 @@ def test_target_crowded_on_all_sides_is_refused(T_bc):
     params = BackprojectionParams(place_max_gap=0.0)   # no spot is close enough
     with pytest.raises(BackprojectionError, match='no free spot'):
         lift_keypoints(uv, np.vstack([uv[:1], goal]), depth, K, T_bc, params)
+
+
+def test_warm_up_lifts_its_made_up_scene():
+    from bopask_ros.backprojection import warm_up
+    assert warm_up() > 0.0          # grasp, waypoints and a free place: nothing refused
