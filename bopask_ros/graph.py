@@ -219,13 +219,15 @@ class Graph:
         import rclpy
         if self.executor is not None:
             self.executor.shutdown(timeout_sec=5.0)
+        # Spinning ends before the nodes go: a callback still running on a destroyed node
+        # raises, and rclpy prints 'exception was never retrieved' on the way out.
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
         for node in list(self.extra_nodes) + list(reversed(list(self.nodes.values()))):
             try:
                 node.destroy_node()
             except Exception:  # noqa: BLE001 - best effort on the way out
                 pass
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
         if self.context is not None:
             rclpy.try_shutdown(context=self.context)
 

@@ -9,7 +9,9 @@ not go lower than where it rests). Steps:
    pose (clutter contact, slightly overlapping annotations) are ignored on this segment.
 2. OMPL RRT (goal bias 0.1, edges <= ``RRT_RANGE``) in the box above the table that spans
    all objects plus a margin, from the lifted position to the goal above B (A's bottom
-   ``GOAL_CLEARANCE`` above B's top, centred over B's centre). Planning stops after
+   ``GOAL_CLEARANCE`` above B's top, centred over B's centre; when a neighbour of B leaves
+   A no room there, over the point of B nearest its centre where A is free and that the
+   camera sees on B, see ``goal_above``). Planning stops after
    ``MAX_ITERATIONS`` iterations (deterministic: OMPL's global seed is set from ``rng``
    before every plan) or, as a safety net, after ``TIME_LIMIT``.
 3. OMPL's ``reduceVertices`` and ``partialShortcutPath`` (collision-checked shortcuts), then
@@ -17,9 +19,10 @@ not go lower than where it rests). Steps:
    tolerance halved if one collides. The lift segment is kept as it is.
 
 Result: (M, 3) camera-frame waypoints, first = A's centre, then the collision-free path of
-A's centre ending at the goal above B, and last the *delivery point*: the centre of B's top
-(B's centre in x, y at B's highest point). The answer must end on B (the evaluator checks
-that the last point falls in B's mask), and the point above B projects well outside it.
+A's centre ending at the goal above B, and last the *delivery point* straight below the
+goal at B's highest point (normally the centre of B's top: B's centre in x, y). The answer
+must end on B (the evaluator checks that the last point falls in B's mask), and the point
+above B projects well outside it.
 
 The evaluator also fails a path with a waypoint inside another object's mask, which a path
 flying *over* an object in 3D can do in 2D. Such plans are rejected and replanned with the
@@ -65,6 +68,9 @@ MASK_CLEARANCE_PX = 6
 RRT_RANGE = 0.06
 # A may sink this far below its start height (plane noise), metres.
 TABLE_MARGIN = 0.002
+# An off-centre delivery point lies at least this deep inside B's visible mask, pixels (so
+# that rounding the answer's coordinates keeps it on B).
+DELIVERY_DEPTH_PX = 2
 
 # OMPL prints every plan's INFO lines otherwise (process-wide setting).
 ou.setLogLevel(ou.LOG_WARN)
@@ -259,12 +265,11 @@ def waypoints_clear_of_other_objects(scene, path_cam, obj_a, obj_b):
 def _plan_once(scene, obj_a, obj_b, seed):
     """One RRT plan (see the module docstring); None when no path is found."""
     mover = _MovingBox(scene, obj_a)
-    b_top = float(np.max(scene.height_above_plane(obj_b.mesh_cam.vertices)))
-    goal = np.array([obj_b.centre_world[0], obj_b.centre_world[1],
-                     b_top + GOAL_CLEARANCE + mover.half_lo[2]])
     lifted = _lift(mover)
-    if lifted is None or not mover.valid(goal):
+    goal = None if lifted is None else goal_above(scene, mover, obj_b)
+    if goal is None:
         return None
+    b_top = float(np.max(scene.height_above_plane(obj_b.mesh_cam.vertices)))
     lo, hi = _workspace(scene, mover, goal)
     middle = _rrt(mover, lifted, goal, lo, hi, seed)
     if middle is None:
@@ -282,6 +287,38 @@ def _plan_once(scene, obj_a, obj_b, seed):
     # World z is the height above the table (the world origin lies on the plane).
     delivery = np.array([goal[0], goal[1], b_top])
     return scene.to_cam(np.vstack([path, delivery]))
+
+
+def goal_above(scene, mover, obj_b):
+    """Return the world-frame goal of A's centre above B, or None when A fits nowhere over B.
+
+    A's bottom is ``GOAL_CLEARANCE`` above B's top. Over B's centre when A's box is free
+    there; otherwise (a neighbour of B within A's half-width of B's centre, e.g. a flat B
+    beside a tall object) over the nearest point of B's footprint (B's model vertices, seen
+    from above) where A's box is free and whose delivery point on B's top lies on B's
+    visible mask -- the path must still end on B in the image, and on a part of B the
+    camera sees rather than on what hides it.
+    """
+    b_top = float(np.max(scene.height_above_plane(obj_b.mesh_cam.vertices)))
+    z = b_top + GOAL_CLEARANCE + mover.half_lo[2]
+    centre = np.array([obj_b.centre_world[0], obj_b.centre_world[1], z])
+    if mover.valid(centre):
+        return centre
+    from bopask_gen.generator.scene import mask_visib
+
+    xy = scene.to_world(obj_b.mesh_cam.vertices)[:, :2]
+    xy = xy[np.argsort(np.linalg.norm(xy - centre[:2], axis=1), kind='stable')]
+    delivery = np.column_stack([xy, np.full(len(xy), b_top)])
+    uv = np.round(project_points(scene.to_cam(delivery), scene.K)).astype(int)
+    kernel = np.ones((2 * DELIVERY_DEPTH_PX + 1,) * 2, np.uint8)
+    visible = cv2.erode(mask_visib(scene, obj_b).astype(np.uint8), kernel).astype(bool)
+    on_b = pixels_inside(uv, scene.width, scene.height)
+    on_b[on_b] = visible[uv[on_b, 1], uv[on_b, 0]]
+    for x, y in xy[on_b]:
+        goal = np.array([x, y, z])
+        if mover.valid(goal):
+            return goal
+    return None
 
 
 def _simplify(mover, path):
