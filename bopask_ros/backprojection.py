@@ -139,16 +139,25 @@ def check_pixels(uv, width, height, what):
 
 
 def lift_pixels(uv, depth_m, K, window, what):
-    """Return (N, 3) camera-frame points and (N,) depths; refuse points with no valid depth."""
+    """Return (N, 3) camera-frame points and (N,) depths; refuse points with no valid depth.
+
+    ``what`` names the points in refusals: one name for all ('waypoint' -> 'waypoint point
+    2') or a list of N names (points of different kinds lifted together).
+    """
     uv = np.asarray(uv, dtype=float).reshape(-1, 2)
+    names = [f'{what} point {i}' for i in range(len(uv))] if isinstance(what, str) else what
     h, w = depth_m.shape
-    check_pixels(uv, w, h, what)
+    inside = pixels_inside(uv, w, h)
+    if not np.all(inside):
+        i = int(np.nonzero(~inside)[0][0])
+        raise BackprojectionError(f'{names[i]} at ({uv[i, 0]:.1f}, {uv[i, 1]:.1f}) is outside '
+                                  f'the {w}x{h} image')
     depth = sample_depth(depth_m, uv, window=window)
     bad = ~np.isfinite(depth)
     if np.any(bad):
         i = int(np.nonzero(bad)[0][0])
         raise BackprojectionError(
-            f'no valid depth in the {window}x{window} window around {what} point {i} at '
+            f'no valid depth in the {window}x{window} window around {names[i]} at '
             f'({uv[i, 0]:.1f}, {uv[i, 1]:.1f})')
     return backproject_pixels(uv, depth, K), depth
 
@@ -306,8 +315,12 @@ def tilted_tcp(centre_uv, top, y_axis, K, T_base_camera):
     return origin + max(s, 0.0) * ray
 
 
-def grasp_pose(grasp_uv, depth_m, K, T_base_camera, params=None):
-    """Return (T_base_tcp, width, surface_point, depths) of a grasp from its 5 keypoints."""
+def grasp_pose(grasp_uv, depth_m, K, T_base_camera, params=None, centre=None):
+    """Return (T_base_tcp, width, surface_point, depths) of a grasp from its 5 keypoints.
+
+    ``centre``: (camera-frame point (1, 3), depth (1,)) of the centre keypoint when the
+    caller has lifted it already (with other points, in one pass).
+    """
     params = params or BackprojectionParams()
     grasp_uv = np.asarray(grasp_uv, dtype=float).reshape(-1, 2)
     if len(grasp_uv) != len(gripper.KEYPOINT_NAMES):
@@ -315,8 +328,8 @@ def grasp_pose(grasp_uv, depth_m, K, T_base_camera, params=None):
             f'a grasp needs {len(gripper.KEYPOINT_NAMES)} keypoints, got {len(grasp_uv)}')
     h, w = depth_m.shape
     check_pixels(grasp_uv, w, h, 'grasp')
-    centre_cam, centre_depth = lift_pixels(grasp_uv[:1], depth_m, K, params.depth_window,
-                                           'grasp centre')
+    centre_cam, centre_depth = centre if centre is not None else lift_pixels(
+        grasp_uv[:1], depth_m, K, params.depth_window, 'grasp centre')
     surface = transform_points(T_base_camera, centre_cam)[0]
 
     # Top-down first: the TCP under the centroid of the local top face, grasp_depth below it.
@@ -621,16 +634,23 @@ def lift_grasp_and_waypoints(grasp_uv, waypoints_uv, depth_m, K, T_base_camera, 
     """Return a GraspTarget with the grasp pose, the waypoints' surface points and rays."""
     params = params or BackprojectionParams()
     depth_m = np.asarray(depth_m)  # float32 as published: a float64 copy costs ~0.3 ms
-    T, width, surface, depths = grasp_pose(grasp_uv, depth_m, K, T_base_camera, params)
+    grasp_uv = np.asarray(grasp_uv, dtype=float).reshape(-1, 2)
     waypoints_uv = np.asarray(waypoints_uv, dtype=float).reshape(-1, 2)
+    centre = None
     waypoints, rays = np.zeros((0, 3)), np.zeros((0, 6))
-    if len(waypoints_uv):
-        pts_cam, wp_depth = lift_pixels(waypoints_uv, depth_m, K, params.depth_window,
-                                        'waypoint')
-        waypoints = transform_points(T_base_camera, pts_cam)
-        depths = np.concatenate([depths, wp_depth])
+    if len(waypoints_uv) and len(grasp_uv):
+        # The waypoints with the grasp centre: one depth lookup for all of them.
+        names = [f'waypoint point {i}' for i in range(len(waypoints_uv))] + [
+            'grasp centre point 0']
+        pts_cam, depth = lift_pixels(np.vstack([waypoints_uv, grasp_uv[:1]]), depth_m, K,
+                                     params.depth_window, names)
+        centre = pts_cam[-1:], depth[-1:]
+        waypoints = transform_points(T_base_camera, pts_cam[:-1])
         rays = np.hstack([np.broadcast_to(T_base_camera[:3, 3], waypoints_uv.shape[:1] + (3,)),
                           viewing_rays_base(waypoints_uv, K, T_base_camera)])
+    T, width, surface, depths = grasp_pose(grasp_uv, depth_m, K, T_base_camera, params, centre)
+    if len(waypoints_uv):
+        depths = np.concatenate([depths, depth[:-1]])
     return GraspTarget(T_base_tcp=T, width=width, surface_point=surface, waypoints=waypoints,
                        waypoint_rays=rays, keypoints_depth=depths)
 
