@@ -35,7 +35,7 @@ from bopask_ros.image_conversion import camera_info_to_k, depth_image_to_metres
 
 DEFAULTS = {
     'depth_window': 5,
-    'grasp_depth': 0.02,
+    'grasp_depth': 0.03,
     'table_z': 0.0,
     'min_tcp_height': 0.015,
     'max_tilt_deg': 60.0,
@@ -44,6 +44,7 @@ DEFAULTS = {
     'top_radius': 0.04,
     'top_band': 0.004,
     'top_max_rise': 0.06,
+    'max_top_slope_deg': 30.0,
     'depth_jump': 0.012,
     'min_object_height': 0.015,
     'max_object_height': 0.40,

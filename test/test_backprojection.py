@@ -52,10 +52,11 @@ def render_depth(T_bc, boxes=((BOX_LO, BOX_HI),)):
     return t.reshape(H, W)
 
 
-def box_grasp_pixels(T_bc, depth_below_top=0.02, width=0.06, yaw=np.pi / 2):
+def box_grasp_pixels(T_bc, depth_below_top=BackprojectionParams.grasp_depth, width=0.06,
+                     yaw=np.pi / 2, offset=(0.0, 0.0)):
     y = np.array([np.cos(yaw), np.sin(yaw), 0.0])
     z = np.array([0.0, 0.0, -1.0])
-    centre = (BOX_LO + BOX_HI) / 2
+    centre = (BOX_LO + BOX_HI) / 2 + [offset[0], offset[1], 0.0]
     T = make_transform(np.stack([np.cross(y, z), y, z], axis=1),
                        [centre[0], centre[1], BOX_HI[2] - depth_below_top])
     kp = gripper.grasp_keypoints(T, width)
@@ -76,7 +77,7 @@ def test_top_down_grasp_on_a_box(T_bc):
     waypoints = project_points(transform_points(invert_transform(T_bc),
                                                 [[0.5, 0.05, 0.15], [0.6, -0.1, 0.15]]), K)
     target = lift_keypoints(uv, waypoints, depth, K, T_bc, BackprojectionParams())
-    # TCP under the centre of the top face, grasp_depth (2 cm) below it.
+    # The TCP on the centre pixel's ray, grasp_depth below the top face.
     np.testing.assert_allclose(target.position, T_true[:3, 3], atol=0.004)
     np.testing.assert_allclose(target.approach, [0.0, 0.0, -1.0], atol=1e-9)
     assert abs(target.T_base_tcp[:3, 1] @ [0.0, 1.0, 0.0]) > 0.995   # finger line along y
@@ -87,6 +88,15 @@ def test_top_down_grasp_on_a_box(T_bc):
         np.testing.assert_allclose(ray[:3], T_bc[:3, 3])
         along = p - ray[:3]
         np.testing.assert_allclose(along / np.linalg.norm(along), ray[3:], atol=1e-6)
+
+
+def test_off_centre_grasp_stays_where_the_keypoint_points(T_bc):
+    # A grasp 2 cm off the top face's centre, across the finger line: the TCP follows the
+    # centre keypoint's ray (a top-face centroid would pull it to the middle of the box).
+    depth = render_depth(T_bc)
+    uv, T_true = box_grasp_pixels(T_bc, offset=(0.02, 0.0))
+    target = lift_keypoints(uv, uv[:2], depth, K, T_bc, BackprojectionParams())
+    np.testing.assert_allclose(target.position, T_true[:3, 3], atol=0.004)
 
 
 @pytest.mark.parametrize('yaw_deg', [0.0, 35.0, 60.0, 120.0])
