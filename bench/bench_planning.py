@@ -16,6 +16,10 @@ Usage::
 
     python bench/bench_planning.py record --episodes 8 --seed 2 --out /tmp/req.json
     python bench/bench_planning.py plan /tmp/req.json [more.json ...] [--repeats 3]
+    # before/after: an earlier planner and solver saved as files, same requests
+    python bench/bench_planning.py plan /tmp/req.json --executor old_executor.py
+        --ik old_ik.py --dump /tmp/old.npz    # (one line)
+    python bench/bench_planning.py plan /tmp/req.json --compare /tmp/old.npz
 """
 
 import argparse
@@ -68,11 +72,23 @@ def record(args):
     return 0
 
 
-def plan_request(rec, ik, q_start=None):
+def load_module(path, name):
+    """Import a Python file as a module (an earlier copy of the planner or solver)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def plan_request(rec, ik, q_start=None, executor=None):
     """Plan one recorded request; return (steps or the refusal exception, seconds)."""
     from bopask_gen.sim import robot
-    from bopask_ros.executor import IKError, plan_pick_place, WorkspaceError
+    from bopask_ros import executor as default_executor
     from bopask_ros.executor_node import executor_params
+    executor = executor or default_executor
+    plan_pick_place, IKError, WorkspaceError = (
+        executor.plan_pick_place, executor.IKError, executor.WorkspaceError)
     req = rec['request']
     params = executor_params(rec['params'])
     rays = req.get('waypoint_rays')
@@ -96,13 +112,25 @@ def plan(args):
     from bopask_ros.executor_node import MinkIK
     records = [r for path in args.requests for r in json.loads(Path(path).read_text())]
     ik = MinkIK()
+    executor = None
+    if args.executor is not None:
+        executor = load_module(args.executor, 'executor_under_test')
+    if args.ik is not None:
+        # The node's adapter around another solver (without ``reachable`` if it has none).
+        ik._ik = load_module(args.ik, 'ik_under_test').PandaIK()
+        if not hasattr(ik._ik, 'reachable'):
+            ik.reachable = None
     print(f'machine: {machine()}')
-    all_ms, ok_ms = [], []
+    print(f'planner {args.executor or "bopask_ros.executor"}, solver '
+          f'{args.ik or "bopask_gen.sim.ik"}')
+    all_ms, ok_ms, dump = [], [], {}
     for i, rec in enumerate(records):
         times = []
         for _ in range(args.repeats):
-            out, dt = plan_request(rec, ik)
+            out, dt = plan_request(rec, ik, executor=executor)
             times.append(dt * 1000.0)
+        if not isinstance(out, Exception):
+            dump[f'r{i}'] = np.concatenate([s.positions for s in out if s.kind == 'arm'])
         ms = float(np.median(times))
         all_ms.append(ms)
         if isinstance(out, Exception):
@@ -118,6 +146,16 @@ def plan(args):
                   f'p90 {np.percentile(ms, 90):.1f} ms, max {np.max(ms):.1f} ms, '
                   f'total {np.sum(ms):.0f} ms')
     print(f'planned {len(ok_ms)}/{len(all_ms)}')
+    if args.dump is not None:
+        np.savez(args.dump, **dump)
+        print(f'joint paths of the planned requests: {args.dump}')
+    if args.compare is not None:
+        other = np.load(args.compare)
+        same = [k for k in dump if k in other and other[k].shape == dump[k].shape
+                and np.allclose(other[k], dump[k], atol=1e-9)]
+        differ = sorted((set(dump) | set(other.files)) - set(same), key=lambda k: int(k[1:]))
+        print(f'compared with {args.compare}: {len(same)} joint paths identical, differing '
+              f'or planned in one only: {differ}')
     return 0
 
 
@@ -132,6 +170,14 @@ def main():
     pl = sub.add_parser('plan', help='plan recorded requests offline (default)')
     pl.add_argument('requests', nargs='+', type=Path)
     pl.add_argument('--repeats', type=int, default=3, help='plans per request (median)')
+    pl.add_argument('--executor', type=Path, default=None,
+                    help='plan with this copy of bopask_ros/executor.py (e.g. an older one)')
+    pl.add_argument('--ik', type=Path, default=None,
+                    help='solve with this copy of bopask_gen/sim/ik.py')
+    pl.add_argument('--dump', type=Path, default=None,
+                    help='write the planned joint paths (.npz, one array per request)')
+    pl.add_argument('--compare', type=Path, default=None,
+                    help='compare the joint paths with a --dump of another run')
     argv = sys.argv[1:]
     if argv and argv[0] not in ('record', 'plan', '-h', '--help'):
         argv = ['plan'] + argv

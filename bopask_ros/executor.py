@@ -13,7 +13,9 @@ of the object under the last waypoint) gives the goal; the object is put down on
 ``place_standoff`` from it, on the side facing the object's start (``place_point``), and
 lowered from at least ``carry_clearance`` above the target's top. The carrying height is
 tried from high (the object's bottom over the whole scene, then over the target) to low
-(``CARRY_TIERS``): the first one the arm can reach is planned.
+(``CARRY_TIERS``): the first one the arm can reach is planned. Carry poses beyond the arm's
+reach fall back to the waypoints' surface points or are skipped; over the whole scene, a
+carry pose without an IK solution is left out (nothing is in the way there).
 """
 
 from dataclasses import dataclass, field
@@ -120,11 +122,15 @@ CARRY_TIERS = ('scene', 'target', 'lift', 'low')
 
 
 def cartesian_targets(T_grasp, waypoints, params, target_point=None, waypoint_rays=None,
-                      skipped=None, place=None, scene_top_z=None, carry='lift'):
+                      skipped=None, place=None, scene_top_z=None, carry='lift', reachable=None,
+                      carried=None):
     """Return ``[(step name, [T, ...]), ...]`` of the TCP poses of a pick and place.
 
     Every pose keeps the grasp orientation (approach and yaw) while carrying. Indices of
-    intermediate waypoints left out (outside the workspace) are appended to ``skipped``.
+    intermediate waypoints left out (outside the workspace, or out of reach) are appended
+    to ``skipped``; those of the carry poses (the ``'waypoints'`` step but its last pose)
+    to ``carried``. ``reachable(T) -> bool`` (optional; a quick necessary condition such as
+    ``PandaIK.reachable``) rules out carry poses the arm cannot reach.
     ``carry`` (one of CARRY_TIERS) sets how high the object is carried: ``'scene'`` its
     bottom ``carry_clearance`` above the scene's highest point (``scene_top_z``; only with
     ``carry_over_scene``), ``'target'`` above the target's top, ``'lift'`` at
@@ -134,6 +140,7 @@ def cartesian_targets(T_grasp, waypoints, params, target_point=None, waypoint_ra
     if carry not in CARRY_TIERS:
         raise ValueError(f'carry must be one of {CARRY_TIERS}, got {carry!r}')
     skipped = [] if skipped is None else skipped
+    carried = [] if carried is None else carried
     T_grasp = np.asarray(T_grasp, dtype=float)
     approach = T_grasp[:3, 2]
     g = T_grasp[:3, 3]
@@ -157,21 +164,28 @@ def cartesian_targets(T_grasp, waypoints, params, target_point=None, waypoint_ra
     # waypoints are positions in the air: the carry pose is where a waypoint's viewing ray
     # crosses the carrying height (its surface point is only a fallback without rays).
     # A crossing outside the workspace box (a ray too shallow to meet the carrying height
-    # nearby) falls back to the surface point lifted to the carrying height; if that is
-    # outside too (the pixel sees the floor beyond the table), the intermediate waypoint is
-    # skipped -- only shaping the path, never a grasp or place target -- and reported.
+    # nearby) or out of the arm's reach (the higher the carry, the nearer the camera the
+    # crossing: far out at the top of the arm's reach) falls back to the surface point
+    # lifted to the carrying height; if that is outside or out of reach too (the pixel sees
+    # the floor beyond the table), the intermediate waypoint is skipped -- only shaping
+    # the path, never a grasp or place target -- and reported.
     lo, hi = np.asarray(params.workspace_min, float), np.asarray(params.workspace_max, float)
+
+    def usable(p):
+        return p is not None and np.all(p >= lo) and np.all(p <= hi) and \
+            (reachable is None or reachable(make_transform(T_grasp[:3, :3], p)))
     for i in range(1, len(waypoints) - 1):
         p = None
         if waypoint_rays is not None and len(waypoint_rays) == len(waypoints):
             p = ray_at_height(waypoint_rays[i], lift_z)
-        if p is None or np.any(p < lo) or np.any(p > hi):
+        if not usable(p):
             p = waypoints[i].copy()
             p[2] = max(lift_z, p[2] + hold_offset + params.carry_clearance)
-        if np.any(p < lo) or np.any(p > hi):
+        if not usable(p):
             skipped.append(i)
             continue
         carry_poses.append(make_transform(T_grasp[:3, :3], p))
+        carried.append(i)
     place_z = params.table_z + hold_offset + params.place_clearance
     above_place_z = lift_z if carry == 'low' else max(lift_z, over_target_z)
     T_above = make_transform(T_grasp[:3, :3], [place[0], place[1], above_place_z])
@@ -214,13 +228,18 @@ def _jumps(sol, q, max_jump):
     return max_jump is not None and np.max(np.abs(sol - q)) > max_jump
 
 
-def _solve_halves(ik, T_from, T_to, q, max_jump, depth):
+_UNSOLVED = object()
+
+
+def _solve_halves(ik, T_from, T_to, q, max_jump, depth, sol=_UNSOLVED):
     """Joint solutions reaching ``T_to`` from ``q`` (at ``T_from``) through midpoints, or None.
 
     A seed far from the goal can leave the solver short of it (or on another branch); the
     straight segment is halved up to ``depth`` times, each half seeded by the last solution.
+    ``sol``: the solver's answer for ``T_to`` from ``q`` when already known (not solved
+    again: the solver is deterministic).
     """
-    sol = ik.solve(T_to, q, 0)
+    sol = ik.solve(T_to, q, 0) if sol is _UNSOLVED else sol
     if sol is not None and not _jumps(np.asarray(sol, dtype=float), q, max_jump):
         return [np.asarray(sol, dtype=float)]
     if depth == 0:
@@ -233,8 +252,14 @@ def _solve_halves(ik, T_from, T_to, q, max_jump, depth):
     return None if second is None else first + second
 
 
+def _reachable(ik, T):
+    """False when ``ik`` (with a ``reachable`` check) rules the pose out at once."""
+    check = getattr(ik, 'reachable', None)
+    return True if check is None else bool(check(T))
+
+
 def solve_path(ik, poses, q_seed, step_name, max_jump=None, restarts=0, T_from=None,
-               max_halvings=1):
+               max_halvings=1, numbering=None):
     """Solve IK along ``poses``, each seeded by the previous solution; raise IKError.
 
     ``max_jump`` (radians) refuses a solution that leaps to another arm configuration
@@ -242,54 +267,68 @@ def solve_path(ik, poses, q_seed, step_name, max_jump=None, restarts=0, T_from=N
     restarts (``restarts``) are allowed for the first pose only: later poses are close to
     their seed, and a restart there would be a configuration change anyway. When a pose
     fails from its seed, the straight segment from the previous pose (``T_from`` for the
-    first one: where the arm is) is halved (``max_halvings`` levels) before giving up;
-    the path then holds the midpoints too.
+    first one: where the arm is) is halved (``max_halvings`` levels) before giving up --
+    unless the pose is out of the arm's reach (``ik.reachable``, when the solver has it):
+    no midpoint brings it nearer; the path then holds the midpoints too. ``numbering``
+    (first index, total) numbers the poses in messages when they are part of a longer
+    path.
     """
+    first, total = (0, len(poses)) if numbering is None else numbering
     path, q = [], np.asarray(q_seed, dtype=float)
     prev = None if T_from is None else np.asarray(T_from, dtype=float)
     for i, T in enumerate(poses):
+        T = np.asarray(T, dtype=float)
         sol = ik.solve(T, q, restarts if i == 0 else 0)
         p = T[:3, 3]
-        where = (f'{step_name} pose {i + 1}/{len(poses)} at '
+        where = (f'{step_name} pose {first + i + 1}/{total} at '
                  f'({p[0]:.3f}, {p[1]:.3f}, {p[2]:.3f}) m')
         reason = getattr(ik, 'last_message', '') if sol is None else ''
         sols = None if sol is None else [np.asarray(sol, dtype=float)]
-        if (sols is None or _jumps(sols[0], q, max_jump)) and prev is not None:
-            sols = _solve_halves(ik, prev, np.asarray(T, dtype=float), q, max_jump,
-                                 max_halvings) or sols
+        if (sols is None or _jumps(sols[0], q, max_jump)) and prev is not None and \
+                _reachable(ik, T):
+            # The answer from the seed is that of a solve without restarts, unless a restart
+            # found it (a failure with restarts failed from the seed too).
+            known = sol if sol is None or restarts == 0 or i > 0 else _UNSOLVED
+            sols = _solve_halves(ik, prev, T, q, max_jump, max_halvings, known) or sols
         if sols is None:
             raise IKError(f'IK failed for {where}' + (f': {reason}' if reason else ''))
         if _jumps(sols[0], q, max_jump):
             raise IKError(f'IK solution for {where} jumps {np.max(np.abs(sols[0] - q)):.2f} '
                           f'rad from the previous pose (configuration change)')
         path.extend(sols)
-        q, prev = sols[-1], np.asarray(T, dtype=float)
+        q, prev = sols[-1], T
     return np.array(path)
 
 
 def plan_pick_place(T_grasp, waypoints, q_start, ik, params=None, target_point=None,
                     waypoint_rays=None, width=None, skipped=None, place=None,
-                    scene_top_z=None):
+                    scene_top_z=None, dropped=None):
     """Return the list of Steps of a pick and place, or raise WorkspaceError / IKError.
 
     ``ik.solve(T_base_tcp, q_seed, restarts) -> q (7,) or None``; ``ik.forward(q) -> T``
-    (optional). The grasp's yaw is ambiguous by 180 degrees (the hand is symmetric): the
-    version whose finger line is nearer the hand's current one is planned first (less wrist
-    rotation), the other only when the first has no IK solution. The hand opens to the
-    grasp ``width`` plus ``open_margin`` per side (the opening the grasp was checked
-    collision-free with), or fully when ``width`` is None. Intermediate waypoints left out
-    of the carry (see ``cartesian_targets``) are listed in ``skipped``. The carrying height
-    is the highest of ``CARRY_TIERS`` that the arm reaches (workspace box and IK), each
-    tried with both yaws; the first tier's error is raised when none works.
+    and ``ik.reachable(T) -> bool`` (a quick necessary condition) are optional. The grasp's
+    yaw is ambiguous by 180 degrees (the hand is symmetric): the version whose finger line
+    is nearer the hand's current one is planned first (less wrist rotation), the other only
+    when the first has no IK solution. The hand opens to the grasp ``width`` plus
+    ``open_margin`` per side (the opening the grasp was checked collision-free with), or
+    fully when ``width`` is None. Intermediate waypoints left out of the carry (see
+    ``cartesian_targets``: outside the workspace or out of reach) are listed in
+    ``skipped``. The carrying height is the highest of ``CARRY_TIERS`` that the arm
+    reaches (workspace box and IK), each tried with both yaws; the first tier's error is
+    raised when none works. Carrying above the whole scene (``'scene'``), nothing is in
+    the way: an intermediate waypoint the arm has no IK solution for there is left out
+    (the arm goes straight on to the next) and listed in ``dropped``.
     """
     params = params or ExecutorParams()
     skipped = [] if skipped is None else skipped
+    dropped = [] if dropped is None else dropped
     T_grasp = np.asarray(T_grasp, dtype=float)
     candidates = [T_grasp, gripper.flip_about_approach(T_grasp)]
     if hasattr(ik, 'forward'):
         y_now = np.asarray(ik.forward(q_start))[:3, 1]
         if T_grasp[:3, 1] @ y_now < 0:
             candidates.reverse()
+    reachable = getattr(ik, 'reachable', None)
     first_error = None
     # Carrying heights, highest first: a high carry clears the scene (a carried object swept
     # through a tall target knocks it over), but a tall scene at the far reach can put those
@@ -302,8 +341,11 @@ def plan_pick_place(T_grasp, waypoints, q_start, ik, params=None, target_point=N
     for carry in tiers:
         for T in candidates:
             del skipped[:]
+            del dropped[:]
+            carried = []
             targets = cartesian_targets(T, waypoints, params, target_point, waypoint_rays,
-                                        skipped, place, scene_top_z, carry=carry)
+                                        skipped, place, scene_top_z, carry=carry,
+                                        reachable=reachable, carried=carried)
             key = np.array([P for _, poses in targets for P in poses])
             if any(k.shape == key.shape and np.allclose(k, key) for k in tried):
                 continue   # a lower tier that comes out the same (a low target)
@@ -312,15 +354,73 @@ def plan_pick_place(T_grasp, waypoints, q_start, ik, params=None, target_point=N
                 check_workspace([P[:3, 3] for _, poses in targets for P in poses], names,
                                 params)
                 tried.append(key)
-                return _solve_steps(targets, q_start, ik, params, width, solved)
+                droppable = range(len(carried)) if carry == 'scene' else ()
+                kept = []
+                steps = _solve_steps(targets, q_start, ik, params, width, solved, droppable,
+                                     kept)
+                dropped.extend(carried[k] for k in range(len(carried)) if k not in kept)
+                return steps
             except (IKError, WorkspaceError) as exc:
                 first_error = first_error or exc
     raise first_error
 
 
-def _solve_steps(targets, q_start, ik, params, width=None, solved=None):
-    # ``solved``: IK paths (or failures) of steps already tried, by step, start and poses --
-    # the carry tiers share the pre-grasp and approach, which need not be solved again.
+def _solve_cached(solved, key, *args, **kwargs):
+    # ``solved``: IK paths (or failures) of what was already tried -- the carry tiers and
+    # yaws share steps (pre-grasp, approach) and segments, which need not be solved again.
+    if key not in solved:
+        try:
+            solved[key] = solve_path(*args, **kwargs)
+        except IKError as exc:
+            solved[key] = exc
+    if isinstance(solved[key], IKError):
+        raise solved[key]
+    return solved[key]
+
+
+def _solve_carry(ik, T_from, poses, q, params, solved, droppable=(), kept=None):
+    """Joint path through the carry ``poses`` from ``q`` (at ``T_from``); raise IKError.
+
+    Straight segments between the poses, solved every ``2 * cartesian_step``. A pose in
+    ``droppable`` (indices) whose segment has no solution is left out: the arm goes
+    straight from the last pose kept to the next. The indices kept are put in ``kept``.
+    """
+    keep = list(range(len(poses)))
+    step = 2 * params.cartesian_step
+    while True:
+        segments, T_prev = [], T_from
+        for k in keep:
+            segments.append(interpolate_line(T_prev, poses[k], step))
+            T_prev = poses[k]
+        total = sum(len(d) for d in segments)
+        path, q_cur, T_cur, done = [], np.asarray(q, dtype=float), T_from, 0
+        try:
+            for k, dense in zip(keep, segments):
+                base = ('waypoints', q_cur.tobytes(), np.asarray(T_cur).tobytes(),
+                        np.array(dense).tobytes())
+                if base in solved:   # a solved segment: the same whatever its numbering
+                    sols = solved[base]
+                else:
+                    sols = _solve_cached(solved, base + (done, total), ik, dense, q_cur,
+                                         'waypoints', params.max_joint_jump, T_from=T_cur,
+                                         numbering=(done, total))
+                    solved[base] = sols
+                path.extend(sols)
+                q_cur, T_cur, done = sols[-1], poses[k], done + len(dense)
+        except IKError:
+            if k not in droppable:
+                raise
+            keep.remove(k)
+            continue
+        if kept is not None:
+            kept[:] = keep
+        return np.array(path)
+
+
+def _solve_steps(targets, q_start, ik, params, width=None, solved=None, droppable=(),
+                 kept=None):
+    # ``droppable``, ``kept``: indices of the carry poses that may be left out, and those
+    # kept (see ``_solve_carry``).
     solved = {} if solved is None else solved
     opening = params.open_width if width is None else \
         min(params.open_width, float(width) + 2.0 * params.open_margin)
@@ -329,29 +429,22 @@ def _solve_steps(targets, q_start, ik, params, width=None, solved=None):
     T_prev = None
     for name, poses in targets:
         T_start = T_prev   # where the arm is (Cartesian) when the step begins
-        if name in ('approach', 'lift', 'place', 'retreat') and T_prev is not None:
-            dense = interpolate_line(T_prev, poses[-1], params.cartesian_step)
+        if name == 'waypoints' and T_prev is not None:
+            keep = []
+            path = _solve_carry(ik, T_prev, poses, q, params, solved, droppable, keep)
+            if kept is not None:
+                kept[:] = keep
+            poses = [poses[k] for k in keep]
         else:
-            dense = []
-            for T in poses:
-                if T_prev is not None and name == 'waypoints':
-                    dense.extend(interpolate_line(T_prev, T, 2 * params.cartesian_step))
-                else:
-                    dense.append(T)
-                T_prev = T
-        free = name == 'pre-grasp'   # a free joint-space move from wherever the arm is
-        key = (name, q.tobytes(), np.array(dense).tobytes())
-        if key not in solved:
-            try:
-                solved[key] = solve_path(ik, dense, q, name,
-                                         None if free else params.max_joint_jump,
-                                         restarts=3 if free else 0,
-                                         T_from=None if free else T_start)
-            except IKError as exc:
-                solved[key] = exc
-        if isinstance(solved[key], IKError):
-            raise solved[key]
-        path = solved[key]
+            if name in ('approach', 'lift', 'place', 'retreat') and T_prev is not None:
+                dense = interpolate_line(T_prev, poses[-1], params.cartesian_step)
+            else:
+                dense = list(poses)
+            free = name == 'pre-grasp'   # a free joint-space move from wherever the arm is
+            key = (name, q.tobytes(), np.array(dense).tobytes())
+            path = _solve_cached(solved, key, ik, dense, q, name,
+                                 None if free else params.max_joint_jump,
+                                 restarts=3 if free else 0, T_from=None if free else T_start)
         steps.append(Step(name, 'arm', positions=path, times=time_joint_path(path, q, params),
                           targets=list(poses)))
         q = path[-1]

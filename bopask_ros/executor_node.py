@@ -84,6 +84,10 @@ class MinkIK:
         """TCP pose (4x4, base frame) at joint angles ``q``."""
         return self._ik.forward(q)
 
+    def reachable(self, T_base_tcp):
+        """False when the pose is out of the arm's reach (a quick necessary condition)."""
+        return self._ik.reachable(T_base_tcp)
+
 
 def executor_params(values):
     """ExecutorParams from the node's parameter values (``{name: value}``; lists -> tuples)."""

@@ -145,3 +145,109 @@ def test_a_pose_too_far_from_its_seed_is_reached_through_midpoints():
                    T_from=start)
     with pytest.raises(IKError):   # no halving without the pose the arm starts from
         solve_path(ShortReachIK(), steps, np.zeros(7), 'lift')
+
+
+def far_reach_request():
+    """Failure D of issue 5 (see the fixture's description), and the node's parameters."""
+    import json
+    from pathlib import Path
+    data = json.loads((Path(__file__).parent / 'data' / 'executor_request_far_reach.json')
+                      .read_text())
+    params = dict(data['executor_parameters'])
+    params = ExecutorParams(**{k: tuple(v) if isinstance(v, list) else v
+                               for k, v in params.items()})
+    return data['request'], params
+
+
+def plan_request(req, params, ik, skipped=None, dropped=None):
+    return plan_pick_place(np.asarray(req['grasp']['T']), np.asarray(req['waypoints']),
+                           robot.HOME_Q, ik, params, np.asarray(req['target_point']),
+                           np.asarray(req['waypoint_rays']), req['grasp']['width'], skipped,
+                           req['place_point'], req['scene_top_z'], dropped=dropped)
+
+
+def test_far_reach_scene_is_carried_over_the_scene(ik):
+    # A tall object grasped on top: carried over the scene, the waypoints' viewing rays cross
+    # the carrying height near the camera, beyond the arm's top-down reach. Those carry
+    # poses fall back to the surface points (here off the table: skipped), not a refusal.
+    req, params = far_reach_request()
+    skipped, dropped = [], []
+    steps = plan_request(req, params, ik, skipped, dropped)
+    arm = {s.name: s for s in steps if s.kind == 'arm'}
+    hold = req['grasp']['T'][2][3] - params.table_z
+    assert arm['lift'].targets[-1][2, 3] == pytest.approx(
+        req['scene_top_z'] + hold + params.carry_clearance)   # the 'scene' tier
+    assert skipped == [1, 2, 3] and dropped == []
+    for step in arm.values():
+        np.testing.assert_allclose(ik.forward(step.positions[-1])[:3, 3],
+                                   step.targets[-1][:3, 3], atol=2e-3)
+
+
+def test_scene_carry_drops_a_waypoint_without_ik_solution(ik):
+    # The same scene with a solver that has no quick reach check: the far carry poses are
+    # tried, have no IK solution, and are left out over the scene (nothing in the way).
+    from types import SimpleNamespace
+    req, params = far_reach_request()
+    plain = SimpleNamespace(solve=ik.solve, forward=ik.forward)
+    skipped, dropped = [], []
+    steps = plan_request(req, params, plain, skipped, dropped)
+    lift = [s for s in steps if s.name == 'lift'][0]
+    assert lift.targets[-1][2, 3] > req['scene_top_z']
+    assert dropped and skipped == []
+    carry = [s for s in steps if s.name == 'waypoints'][0]
+    assert len(carry.targets) == len(req['waypoints']) - 1 - len(dropped)
+
+
+def test_unreachable_pose_is_refused_at_once(ik):
+    from bopask_gen.sim.ik import PandaIK
+    solver = PandaIK()
+    # Top-down 0.78 m out at 0.38 m: the wrist would be beyond the arm's reach.
+    res = solver.solve(top_down(0.78, 0.1, 0.38), robot.HOME_Q, restarts=3)
+    assert not res.success and solver.last_iterations == 0
+    assert 'out of reach: the wrist would be 0.74' in res.message
+    assert not ik.reachable(top_down(0.78, 0.1, 0.38)) and ik.reachable(top_down(0.5, 0, 0.3))
+    # Within that bound but still without a solution (down by the robot's own base): the
+    # solve stops once it stalls, not after 150 iterations.
+    assert solver.reachable(top_down(0.1, 0.0, 0.05))
+    res = solver.solve(top_down(0.1, 0.0, 0.05), robot.HOME_Q, restarts=0)
+    assert not res.success and 'no IK solution' in res.message
+    assert 0 < solver.last_iterations < 40
+
+
+def test_reach_check_never_refuses_a_reachable_pose():
+    from bopask_gen.sim.ik import PandaIK
+    solver = PandaIK()
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        assert solver.reachable(solver.forward(rng.uniform(solver.lower, solver.upper)))
+
+
+def test_stall_detection_keeps_the_solutions(monkeypatch):
+    # Stopping a stalled solve early finds exactly the solutions the full 150 iterations do.
+    from bopask_gen.sim import ik as ik_module
+    solver = ik_module.PandaIK()
+    poses = [top_down(x, y, z, yaw) for x, y, z, yaw in (
+        (0.45, -0.1, 0.05, 0.3), (0.6, 0.3, 0.2, 1.2), (0.3, -0.4, 0.1, -1.0),
+        (0.7, 0.0, 0.35, 0.0), (0.72, 0.1, 0.45, 0.5), (0.55, 0.2, 0.5, 2.5),
+        (0.66, 0.1, 0.53, -0.6), (0.2, 0.0, 0.05, 0.0), (0.1, 0.0, 0.05, 0.0))]
+    fast = [solver.solve(T, robot.HOME_Q, restarts=0) for T in poses]
+    monkeypatch.setattr(ik_module, 'STALL_WINDOW', 10_000)
+    full = [solver.solve(T, robot.HOME_Q, restarts=0) for T in poses]
+    assert sum(r.success for r in full) >= 4
+    assert not full[-1].success and solver.reachable(poses[-1])   # a stall, not the bound
+    for a, b in zip(fast, full):
+        assert a.success == b.success
+        if a.success:
+            np.testing.assert_allclose(a.q, b.q, atol=1e-12)
+    monkeypatch.undo()
+    # A retreat recorded in the sim: the arm folded at joint 4's limit over a place near the
+    # base. The error sits at 2.3 mm for a while, then crawls off the limit and converges
+    # after 90 iterations: slow progress is not a stall.
+    c, s = 0.7335533582844932, 0.6796318639892789
+    T = make_transform([[c, s, 0.0], [s, -c, 0.0], [0.0, 0.0, -1.0]],
+                       [0.28642293501665494, 0.013045157839519053, 0.11994454638221033])
+    seed = [0.027529450824125223, -0.08847864351775632, 0.024766122678139955,
+            -3.0654598650196516, 0.017722062994373296, 2.9771691352735656,
+            0.07269404818892071]
+    res = solver.solve(T, seed, restarts=0)
+    assert res.success and solver.last_iterations > 60

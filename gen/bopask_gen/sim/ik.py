@@ -6,6 +6,11 @@ The TCP is the ``core.gripper`` frame (z approach, y finger line). A parallel gr
 symmetric under a half turn about its approach axis, so :func:`solve_grasp` also tries the
 flipped pose and keeps the solution nearer the seed.
 
+Failing cheaply (the executor plans every pose of a pick and place, fallbacks included,
+before it moves): a pose whose wrist would lie beyond the arm's reach is refused without
+iterating (:meth:`PandaIK.reachable`, a necessary condition from the kinematic model), and a
+solve whose error has stopped shrinking ends there instead of running all its iterations.
+
     ik = PandaIK(T_world_base)
     res = ik.solve(T_world_tcp, q_seed)      # IKResult(success, q, position_error, ...)
     if not res.success: print(res.message)
@@ -18,7 +23,7 @@ import functools
 import numpy as np
 
 from bopask_gen.core.gripper import flip_about_approach
-from bopask_gen.core.transforms import invert_transform, rotation_angle_between
+from bopask_gen.core.transforms import invert_transform
 from bopask_gen.sim import robot
 from bopask_gen.sim.robot import mujoco
 
@@ -26,6 +31,13 @@ POSITION_TOLERANCE = 1e-3
 '''Metres.'''
 ROTATION_TOLERANCE = np.deg2rad(0.5)
 '''Radians.'''
+STALL_WINDOW = 20
+'''Iterations over which a solve's progress is judged (see ``PandaIK._solve_from``).'''
+STALL_PROGRESS = 1e-3
+'''Least relative decrease of the best error over ``STALL_WINDOW`` iterations to go on.'''
+REACH_MARGIN = 0.005
+'''Metres a target's wrist may lie beyond the arm's longest reach before it is refused
+without iterating (covers the solver's position and rotation tolerances).'''
 
 
 @dataclass
@@ -57,6 +69,30 @@ class PandaIK:
                                          orientation_cost=1.0, lm_damping=1e-6)
         self.posture_task = mink.PostureTask(self.model, cost=1e-3)
         self.limits = [mink.ConfigurationLimit(self.model)]
+        self.reach = arm_reach(self.model)
+        self.last_iterations = 0   # iterations of the last ``solve`` (all starts)
+
+    def wrist_distance(self, T_base_tcp):
+        """Least distance from the shoulder to where the wrist (joint 6) can be for a pose.
+
+        The wrist lies on a circle around the flange axis: ``reach.flange`` behind the TCP
+        along its approach, ``reach.offset`` off the axis (joint 7 turns it round).
+        """
+        r = self.reach
+        z = T_base_tcp[:3, 2]
+        v = T_base_tcp[:3, 3] - r.flange * z - r.shoulder
+        along = v @ z
+        across = np.linalg.norm(v - along * z)
+        return float(np.hypot(along, max(across - r.offset, 0.0)))
+
+    def reachable(self, T_world_tcp):
+        """False when ``T_world_tcp`` is surely out of reach (microseconds, no iterations).
+
+        A necessary condition only: the wrist within the arm's longest reach (plus
+        ``REACH_MARGIN``); a pose that passes can still have no solution (joint limits).
+        """
+        T = self.T_base_world @ np.asarray(T_world_tcp, dtype=float)
+        return self.wrist_distance(T) <= self.reach.wrist + REACH_MARGIN
 
     def set_base(self, T_world_base):
         """Move the robot base (targets are given in the world)."""
@@ -72,23 +108,47 @@ class PandaIK:
         return self.T_world_base @ T
 
     def _errors(self, T_base_target):
-        T = self.configuration.get_transform_frame_to_world(robot.TCP_SITE, 'site').as_matrix()
-        return (float(np.linalg.norm(T[:3, 3] - T_base_target[:3, 3])),
-                rotation_angle_between(T, T_base_target))
+        # Read straight from the model's data (kept up to date by the configuration): this
+        # runs every iteration, and building SE3 / scipy rotations for it took half the
+        # solve time.
+        data = self.configuration.data
+        R = data.site_xmat[self._site].reshape(3, 3).T @ T_base_target[:3, :3]
+        # Rotation angle from sin (axis part) and cos (trace): accurate near zero too.
+        s = np.linalg.norm([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])
+        return (float(np.linalg.norm(data.site_xpos[self._site] - T_base_target[:3, 3])),
+                float(np.arctan2(s, np.trace(R) - 1.0)))
 
     def _solve_from(self, T_base_target, q_start, max_iters, dt=0.5):
+        """Iterate from ``q_start``; return (q, position error, rotation error).
+
+        Stops at the tolerances, after ``max_iters``, or once the error has stalled: the
+        best error so far (in tolerances, ``max(position / POSITION_TOLERANCE, rotation /
+        ROTATION_TOLERANCE)``) shrank by less than ``STALL_PROGRESS`` (relative) over the
+        last ``STALL_WINDOW`` iterations. An unreachable pose (joint limits, reach) settles
+        within a few iterations at its residual, and 150 more change nothing; a solve
+        crawling off a joint limit (a solution 90 iterations on) still shrinks its error by
+        about 1 % per window and goes on. On 1300 random poses, the same solutions as 150
+        iterations without the stop, with a seventh of the iterations.
+        """
         qpos = self.configuration.q.copy()
         qpos[self._qadr] = np.clip(q_start, self.lower + 1e-4, self.upper - 1e-4)
         self.configuration.update(qpos)
         self.frame_task.set_target(self._mink.SE3.from_matrix(T_base_target))
         self.posture_task.set_target(qpos)
+        best = []   # best error (in tolerances) after each iteration
         for _ in range(max_iters):
             pos_err, rot_err = self._errors(T_base_target)
-            if pos_err < POSITION_TOLERANCE and rot_err < ROTATION_TOLERANCE:
+            excess = max(pos_err / POSITION_TOLERANCE, rot_err / ROTATION_TOLERANCE)
+            if excess < 1.0:
+                break
+            best.append(min(excess, best[-1]) if best else excess)
+            if len(best) > STALL_WINDOW and \
+                    best[-1] > best[-1 - STALL_WINDOW] * (1.0 - STALL_PROGRESS):
                 break
             vel = self._mink.solve_ik(self.configuration, [self.frame_task, self.posture_task],
                                       dt, solver='daqp', damping=1e-3, limits=self.limits)
             self.configuration.integrate_inplace(vel, dt)
+            self.last_iterations += 1
         pos_err, rot_err = self._errors(T_base_target)
         return self.configuration.q[self._qadr].copy(), pos_err, rot_err
 
@@ -101,10 +161,13 @@ class PandaIK:
         if T_world_tcp.shape != (4, 4) or not np.all(np.isfinite(T_world_tcp)):
             return IKResult(False, None, np.inf, np.inf, 'target is not a finite 4x4 pose')
         T_target = self.T_base_world @ T_world_tcp
-        reach = np.linalg.norm(T_target[:3, 3] - [0.0, 0.0, 0.333])
-        if reach > 1.2:
+        self.last_iterations = 0
+        # A necessary condition, checked in microseconds: the wrist within the arm's reach.
+        wrist = self.wrist_distance(T_target)
+        if wrist > self.reach.wrist + REACH_MARGIN:
             return IKResult(False, None, np.inf, np.inf,
-                            f'target {reach:.2f} m from the shoulder: out of reach')
+                            f'out of reach: the wrist would be {wrist:.3f} m from the '
+                            f'shoulder, the arm reaches {self.reach.wrist:.3f} m')
         rng = np.random.default_rng(0) if rng is None else rng
         seed = robot.HOME_Q if q_seed is None else np.asarray(q_seed, dtype=float)
         best = None
@@ -136,6 +199,44 @@ class PandaIK:
             return self.solve(T_world_tcp, seed, **kwargs), False
         _, flipped, res = min(results, key=lambda r: r[0])
         return res, flipped
+
+
+@dataclass(frozen=True)
+class ArmReach:
+    """Geometry of the arm's reach (metres), from the kinematic model."""
+
+    shoulder: np.ndarray   # joint 2's anchor (base frame): the shoulder
+    wrist: float           # longest shoulder -> joint 6 distance (over joint 4's range)
+    flange: float          # TCP -> joint 7's axis point nearest joint 6, along the approach
+    offset: float          # joint 6 anchor's distance from joint 7's axis
+
+
+def arm_reach(model):
+    """ArmReach of a Panda model (joint anchors at sampled configurations)."""
+    data = mujoco.MjData(model)
+    qadr = robot.arm_qpos_addresses(model)
+    jids = [model.joint(n).id for n in robot.ARM_JOINTS]
+    site = robot.name_id(model, mujoco.mjtObj.mjOBJ_SITE, robot.TCP_SITE)
+    lo, hi = model.jnt_range[jids[3]]
+    wrist, flange, offset, shoulder = 0.0, 0.0, 0.0, None
+    for q4 in np.linspace(lo, hi, 400):
+        q = np.array(robot.HOME_Q, dtype=float)
+        q[3] = q4
+        data.qpos[qadr] = q
+        mujoco.mj_kinematics(model, data)
+        a2, a6, a7 = data.xanchor[jids[1]], data.xanchor[jids[5]], data.xanchor[jids[6]]
+        z = data.site_xmat[site].reshape(3, 3)[:, 2]
+        tcp = data.site_xpos[site]
+        # Joint 7's axis runs through the TCP along the approach; the wrist sits off it.
+        foot = tcp + ((a6 - tcp) @ z) * z
+        wrist = max(wrist, float(np.linalg.norm(a6 - a2)))
+        flange = float(np.linalg.norm(tcp - foot))
+        offset = float(np.linalg.norm(a6 - foot))
+        shoulder = a2.copy()
+        if np.linalg.norm(np.cross(a7 - tcp, z)) > 1e-6:
+            raise ValueError(f"the TCP site {robot.TCP_SITE!r} is off joint 7's axis: the "
+                             f'reach check assumes a hand centred on the flange')
+    return ArmReach(shoulder, wrist, flange, offset)
 
 
 @functools.lru_cache(maxsize=1)
