@@ -49,3 +49,35 @@ def test_oracle_does_not_point_at_a_grasp_hidden_behind_another_object():
         assert oracle.answer(frame.rgb, '', request)
     finally:
         runtime.close()
+
+
+def test_oracle_plans_onto_a_flat_target_crowded_by_a_tall_neighbour():
+    # Random-episode scene (failure C): the scissors lie flat beside the pitcher; the mustard
+    # bottle's box centred over the scissors touches the pitcher, so the generator used to
+    # find no goal and the oracle refused the command.
+    from bopask_gen.core.answer_format import parse_points
+    from bopask_ros.sim_node import world_factory
+    from bopask_ros.sim_runtime import SimRuntime
+    from bopask_ros.vlm import parse_command
+    from bopask_ros.vlm_oracle import OracleBackend
+    p = rc.load_node_parameters(rc.config_path('extrinsics.yaml'), 'sim_node')
+    T_bc = transform_from_xyz_quat_xyzw(p['extrinsic.translation'],
+                                        p['extrinsic.rotation_xyzw'])
+    runtime = SimRuntime(world_factory(1851384274, [5, 11, 12, 17], (3, 5), T_bc), 4.0, 5.0)
+    try:
+        frame = runtime.wait_for_frame(timeout=30.0)
+        oracle = OracleBackend(runtime)
+        request = {'sim_frame': frame, 'task': 'trajectory',
+                   'command': parse_command('pick up the mustard bottle and put it next to '
+                                            'the scissors')}
+        text = oracle.answer(frame.rgb, '', request)
+        path = parse_points(text, oracle.coords, frame.rgb.shape[1], frame.rgb.shape[0])
+        masks = runtime.call(lambda w: {o.obj_id: w.render_segmentation() == o.index
+                                        for o in w.objects})
+        u0, v0 = np.round(path[0]).astype(int)
+        u1, v1 = np.round(path[-1]).astype(int)
+        assert len(path) >= 3
+        assert masks[5][v0, u0]          # starts on the mustard bottle
+        assert masks[17][v1, u1]         # ends on the scissors the camera sees
+    finally:
+        runtime.close()

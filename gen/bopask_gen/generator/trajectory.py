@@ -232,7 +232,8 @@ def plan_trajectory(scene, obj_a, obj_b, rng, clear_of_masks=True):
     ``clear_of_masks`` replans paths whose waypoints project onto a third object (dataset
     answers must pass the image metric; a robot only needs the 3D path to be free).
 
-    None when A cannot be lifted free, the goal above B is blocked or RRT finds no path.
+    None when A cannot be lifted free, A fits nowhere over B (``goal_above``) or RRT finds
+    no path.
     """
     if obj_a.gt_index == obj_b.gt_index:
         raise ValueError(f'trajectory needs two different objects, got gt {obj_a.gt_index} twice')
