@@ -1,7 +1,7 @@
 """Start the pick-and-place node graph, or some of its nodes, in one process (no ROS launch).
 
 The same node classes and YAML files as ``launch/pick_place.launch.py``, spun by one
-``MultiThreadedExecutor``. Arguments use launch syntax, ``name:=value``:
+rclpy executor. Arguments use launch syntax, ``name:=value``:
 
 - ``camera_backend:=sim|realsense``, ``vlm_backend:=oracle|transformers|scripted``,
   ``model_path:=DIR``, ``executor_backend:=ik|moveit``, ``config:=FILE`` (parameters,
@@ -9,6 +9,11 @@ The same node classes and YAML files as ``launch/pick_place.launch.py``, spun by
   ``sim:=true|false`` (default: true when the camera backend is sim);
 - ``nodes:=a,b`` starts only these nodes of ``NODES`` in this process (default: all of the
   graph); another process on the same ROS domain runs the rest;
+- ``executor:=multi|single`` spins the nodes with rclpy's ``MultiThreadedExecutor``
+  (default: a long callback, such as a model's inference, does not hold up the others) or
+  its ``SingleThreadedExecutor`` (for short callbacks: the multi-threaded one polls while a
+  callback runs, keeping a core and the GIL busy, and other threads of the process then
+  wait for hundreds of milliseconds -- the demo's child process uses it);
 - ``NODE.PARAM:=value`` sets one parameter, e.g. ``sim_node.seed:=3``.
 
 The sim node must share the process with the sim camera and the oracle (``sim_runtime``):
@@ -55,9 +60,21 @@ def parse_assignments(items):
     return out
 
 
+EXECUTORS = ('multi', 'single')
+
+
+def executor_kind(arguments):
+    """The ``executor:=`` argument (default 'multi'); refuses other values."""
+    kind = str(arguments.get('executor', 'multi'))
+    if kind not in EXECUTORS:
+        raise ValueError(f'executor:={kind!r}: use one of {list(EXECUTORS)}')
+    return kind
+
+
 def resolve(arguments):
     """Return (config files, {node: {param: value}} overrides, [node names to start])."""
     args = dict(arguments)
+    args.pop('executor', None)
     selection = args.pop('nodes', None)
     config = args.pop('config', rc.DEFAULT_CONFIG)
     files = [rc.config_path(config), rc.config_path(EXTRINSICS)]
@@ -69,8 +86,8 @@ def resolve(arguments):
     for key, value in args.items():
         node, _, param = key.partition('.')
         if node not in overrides or not param:
-            raise ValueError(f'unknown argument {key!r}: use one of '
-                             f'{sorted(LAUNCH_ARGUMENTS) + ["config", "sim"]} or NODE.PARAM '
+            known = sorted(LAUNCH_ARGUMENTS) + ['config', 'executor', 'nodes', 'sim']
+            raise ValueError(f'unknown argument {key!r}: use one of {known} or NODE.PARAM '
                              f'with NODE in {[n for n, _, _ in NODES]}')
         overrides[node][param] = value
     camera_backend = overrides['camera_node'].get('backend')
@@ -151,6 +168,7 @@ class Graph:
         if nodes is not None:
             arguments['nodes'] = list(nodes)
         self.files, self.overrides, self.names = resolve(arguments)
+        self.executor_kind = executor_kind(arguments)
         self.context = context
         self.ros_args = ros_args
         self.nodes = {}
@@ -162,7 +180,7 @@ class Graph:
     def start(self):
         """Create the nodes (sim first: the sim camera and the oracle need its world)."""
         import rclpy
-        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
         if self.context is None:
             self.context = rclpy.Context()
             rclpy.init(args=self.ros_args, context=self.context, domain_id=rc.domain_id())
@@ -173,7 +191,10 @@ class Graph:
             params = node_parameters(name, self.files, self.overrides)
             self.nodes[name] = cls(context=self.context,
                                    parameter_overrides=rc.parameter_overrides(params))
-        self.executor = MultiThreadedExecutor(num_threads=6, context=self.context)
+        if self.executor_kind == 'single':
+            self.executor = SingleThreadedExecutor(context=self.context)
+        else:
+            self.executor = MultiThreadedExecutor(num_threads=6, context=self.context)
         for node in list(self.nodes.values()) + self.extra_nodes:
             self.executor.add_node(node)
         return self

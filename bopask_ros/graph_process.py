@@ -73,6 +73,9 @@ class GraphProcess:
 
     def __init__(self, arguments, nodes=CHILD_NODES):
         self.nodes = list(nodes)
+        # Short callbacks only (the back-projection, the planning): one thread spins them;
+        # the multi-threaded executor's polling would delay them by up to half a second.
+        arguments = dict({'executor': 'single'}, **arguments)
         self.argv = [sys.executable, '-m', 'bopask_ros.bopask_graph',
                      *format_assignments(dict(arguments, nodes=','.join(self.nodes)))]
         self.process = None

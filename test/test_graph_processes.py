@@ -51,6 +51,9 @@ def test_two_process_graph_comes_up_and_leaves_no_process():
         (child,) = graph.processes
         # Ready means built, not just on the graph (a node shows before its constructor ends).
         assert any(line.startswith(READY_LINE) for line in child.tail)
+        # Short callbacks: one thread spins them (the multi-threaded executor's polling
+        # delayed the child's callbacks by up to half a second).
+        assert 'executor:=single' in child.argv
         assert child.process.poll() is None
         assert graph_children() == [child.pid]
         visible = {name for name, _ in client.node.get_node_names_and_namespaces()}

@@ -68,6 +68,15 @@ def test_graph_arguments():
         resolve({'config': 'missing.yaml'})
 
 
+def test_graph_executor_argument():
+    from bopask_ros.graph import executor_kind, Graph
+    assert executor_kind({}) == 'multi'
+    assert Graph({'executor': 'single', 'nodes': 'backprojection_node'}).executor_kind == \
+        'single'
+    with pytest.raises(ValueError, match=r"executor:='threads': use one of \['multi', 'single'\]"):
+        Graph({'executor': 'threads'})
+
+
 def test_graph_node_selection():
     _, _, names = resolve({'nodes': 'backprojection_node,executor_node'})
     assert names == ['backprojection_node', 'executor_node']
