@@ -5,8 +5,9 @@ Starts the nodes of ``launch/pick_place.launch.py`` with the same YAML files in 
 ``camera_backend:=sim|realsense``, ``vlm_backend:=oracle|transformers|scripted``,
 ``model_path:=DIR``, ``executor_backend:=ik|moveit``, ``config:=FILE``, ``sim:=true|false``,
 ``executor:=multi|single`` (rclpy's multi-threaded executor, the default, or the
-single-threaded one for nodes with short callbacks only), ``nodes:=a,b`` (only these nodes here, e.g. ``nodes:=backprojection_node,executor_node``
-beside another process running ``nodes:=sim_node,camera_node,vlm_node``), and
+single-threaded one for nodes with short callbacks only), ``nodes:=a,b`` (only these
+nodes here, e.g. ``nodes:=backprojection_node,executor_node`` beside another process
+running ``nodes:=sim_node,camera_node,vlm_node``), and
 ``NODE.PARAM:=value`` for any node parameter (e.g. ``sim_node.seed:=4``).
 
 Options go before the launch name (``bopask launch --duration 60 pick_place ...``).
