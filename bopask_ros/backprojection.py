@@ -81,12 +81,14 @@ class BackprojectionParams:
     place_cell: float = 0.015
     place_clear_radius: float = 0.05
     place_target_radius: float = 0.12
+    place_max_reach: float = 0.70
     robot_exclusion_radius: float = 0.25
     cloud_stride: int = 4
     top_radius: float = 0.04
     top_band: float = 0.004
     top_max_rise: float = 0.06
     max_top_slope_deg: float = 30.0
+    pad_inset: float = 0.015
     depth_jump: float = 0.012
     target_scan_px: int = 200
 
@@ -229,8 +231,8 @@ def level_samples(points, max_slope_deg):
     return out
 
 
-def local_top(centre_uv, surface, depth, depth_m, K, T_base_camera, params):
-    """Return the (3,) centroid of the top face near a surface point (base frame).
+def top_face(centre_uv, surface, depth, depth_m, K, T_base_camera, params):
+    """Return (centroid (3,), points (N, 3)) of the top face near a surface point (base frame).
 
     The pixel window covers 1.5 ``top_radius`` at the point's depth; of the samples joined to
     the point without a depth step (``surface_component``), the level ones (within
@@ -248,7 +250,7 @@ def local_top(centre_uv, surface, depth, depth_m, K, T_base_camera, params):
     keep = surface_component(patch, ((v - v0) / step, (u - u0) / step), depth,
                              params.depth_jump)
     if not np.any(keep):
-        return surface
+        return surface, surface[None]
     vv, uu = np.mgrid[v0:v1:step, u0:u1:step]
     uv = np.stack([uu.ravel(), vv.ravel()], axis=1).astype(float)
     grid = transform_points(T_base_camera, backproject_pixels(uv, patch.ravel(), K))
@@ -267,14 +269,38 @@ def local_top(centre_uv, surface, depth, depth_m, K, T_base_camera, params):
     for _ in range(3):
         pts = all_pts[np.sum((xy - centre[:2]) ** 2, axis=1) <= r2]
         if len(pts) == 0:
-            return centre
+            return centre, centre[None]
         top = pts[pts[:, 2] >= pts[:, 2].max() - params.top_band]
         new = top.mean(axis=0)   # the band is top_band (4 mm) thin: mean, not median
         moved = np.linalg.norm(new[:2] - centre[:2])
         centre = new
         if moved < 1e-3:
             break
-    return centre
+    return centre, top
+
+
+def local_top(centre_uv, surface, depth, depth_m, K, T_base_camera, params):
+    """Return the (3,) centroid of the top face near a surface point (``top_face``)."""
+    return top_face(centre_uv, surface, depth, depth_m, K, T_base_camera, params)[0]
+
+
+def pads_on_face(position, across, face, inset):
+    """Move a top-down TCP across the finger line until the pads sit ``inset`` inside the face.
+
+    The generator's grasps may hold an object near its end, where a finger pad
+    (``FINGER_WIDTH`` across) half over the edge lets it slip out; the TCP keeps the
+    keypoint's position unless it lies within ``inset`` of the top face's extent across the
+    closing line (``across``, horizontal) -- then it moves in, or to the middle of a face
+    narrower than two insets.
+    """
+    d = np.array([across[0], across[1], 0.0])
+    if len(face) < 2 or np.linalg.norm(d) < 1e-6:
+        return position
+    d /= np.linalg.norm(d)
+    s = (face - position) @ d
+    lo, hi = s.min() + inset, s.max() - inset
+    shift = (s.min() + s.max()) / 2.0 if lo > hi else float(np.clip(0.0, lo, hi))
+    return position + shift * d
 
 
 def finger_line(tips_uv, z_tcp, K, T_base_camera):
@@ -362,8 +388,8 @@ def grasp_pose(grasp_uv, depth_m, K, T_base_camera, params=None, centre=None):
     # biased toward the camera on objects wider than top_radius: 9 mm median error across
     # the closing line against the generator's grasps, 2.5 mm on the ray --
     # bench/bench_grasp_accuracy.py).
-    top = local_top(grasp_uv[0], surface, float(centre_depth[0]), depth_m, K, T_base_camera,
-                    params)
+    top, face = top_face(grasp_uv[0], surface, float(centre_depth[0]), depth_m, K,
+                         T_base_camera, params)
     z_tcp = max(top[2] - params.grasp_depth, params.table_z + params.min_tcp_height)
     position = finger_line(grasp_uv[:1], z_tcp, K, T_base_camera)[0]
 
@@ -389,6 +415,8 @@ def grasp_pose(grasp_uv, depth_m, K, T_base_camera, params=None, centre=None):
         position[2] = max(position[2], params.table_z + params.min_tcp_height)
         z_tcp = position[2]
     x_axis = np.cross(y_axis, z_axis)
+    if z_axis[2] < -np.cos(np.deg2rad(params.top_down_deg)):
+        position = pads_on_face(position, x_axis, face, params.pad_inset)
     T = make_transform(np.stack([x_axis, y_axis, z_axis], axis=1), position)
     width = float(np.linalg.norm(line))
     return T, width, surface, centre_depth
@@ -569,8 +597,9 @@ def free_place(target, start_xy, cloud, params, n_directions=16, hand=None):
     target's footprint is its group's cells within ``place_target_radius`` of its top centre:
     objects that touch share a group, and a spot beside the far end of such a cluster is not
     next to the target.
-    Returns the (3,) TCP position to place at (horizontal: the grasp moved with its
-    footprint; height: the target's), or None.
+    Spots whose TCP lies farther than ``place_max_reach`` horizontally from the robot base
+    (beyond a top-down hand's reach) are not used. Returns the (3,) TCP position to place at
+    (horizontal: the grasp moved with its footprint; height: the target's), or None.
 
     ``hand=(T_grasp, opening)`` also keeps the open hand clear: the object is put down at its
     grasp height, and no object top (the held one excepted) may reach within ``place_gap``
@@ -624,6 +653,9 @@ def free_place(target, start_xy, cloud, params, n_directions=16, hand=None):
     if len(hand_cells):
         tops = _lookup(others, spot_cells[:, :, None, :] + hand_cells, -np.inf)
         hit |= np.any(tops > hand_z - params.place_gap, axis=2)
+    # The hand must reach down there: a spot beyond the arm's top-down reach is no spot.
+    spot_xy = start_xy + (spot_cells - start_cell) * cell                # (D, R, 2)
+    hit |= np.hypot(spot_xy[..., 0], spot_xy[..., 1]) > params.place_max_reach
     free = ~hit
     first = np.argmax(free, axis=1)                                  # (D,) first free spot
     ok = free[np.arange(len(dirs)), first]

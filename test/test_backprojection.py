@@ -91,12 +91,19 @@ def test_top_down_grasp_on_a_box(T_bc):
 
 
 def test_off_centre_grasp_stays_where_the_keypoint_points(T_bc):
-    # A grasp 2 cm off the top face's centre, across the finger line: the TCP follows the
+    # A grasp 6 mm off the top face's centre, across the finger line: the TCP follows the
     # centre keypoint's ray (a top-face centroid would pull it to the middle of the box).
     depth = render_depth(T_bc)
-    uv, T_true = box_grasp_pixels(T_bc, offset=(0.02, 0.0))
+    uv, T_true = box_grasp_pixels(T_bc, offset=(0.006, 0.0))
     target = lift_keypoints(uv, uv[:2], depth, K, T_bc, BackprojectionParams())
     np.testing.assert_allclose(target.position, T_true[:3, 3], atol=0.004)
+    # 2 cm off, on a 5 cm box: a 2 cm wide finger pad would hang over the edge; the TCP
+    # moves in until the pads are pad_inset inside the face (x <= 0.5 + 0.025 - 0.015; the
+    # sampled face stops a few millimetres short of the edges).
+    uv, T_true = box_grasp_pixels(T_bc, offset=(0.02, 0.0))
+    target = lift_keypoints(uv, uv[:2], depth, K, T_bc, BackprojectionParams())
+    assert 0.499 <= target.position[0] <= 0.5105
+    np.testing.assert_allclose(target.position[1:], T_true[1:3, 3], atol=0.004)
 
 
 @pytest.mark.parametrize('yaw_deg', [0.0, 35.0, 60.0, 120.0])
@@ -237,6 +244,18 @@ def test_place_is_next_to_the_target_not_to_the_cluster_it_touches():
     # Beside the target itself; sliding toward the start would end past the bar (20+ cm).
     assert footprint_gap(spot, start, 0.03, target[:2], 0.03) <= params.place_max_gap + 0.03
     assert footprint_gap(spot, start, 0.03, [0.45, 0.1], 0.025) >= 0.015   # clear of the bar
+
+
+def test_place_beyond_the_arms_reach_is_not_used():
+    from bopask_ros.backprojection import free_place
+    target, start = np.array([0.64, 0.0, 0.05]), np.array([0.35, 0.0])
+    # Crowded on the near half: only the far side (x > 0.7 m) is free.
+    crowd = np.vstack([disc_cloud([0.64 + 0.14 * np.cos(a), 0.14 * np.sin(a)], 0.035)
+                       for a in np.deg2rad([90, 120, 150, 180, 210, 240, 270])])
+    cloud = np.vstack([disc_cloud(target, 0.04), crowd, disc_cloud(start, 0.03)])
+    far = free_place(target, start, cloud, BackprojectionParams(place_max_reach=1.0))
+    assert far is not None and far[0] > 0.70
+    assert free_place(target, start, cloud, BackprojectionParams()) is None   # 0.70 m
 
 
 def test_place_keeps_the_open_hand_clear_of_a_tall_target():
