@@ -21,6 +21,9 @@ FINGER_THICKNESS = 0.01
 '''Finger extent along y, metres.'''
 PALM_SIZE = (0.05, 0.20, 0.06)
 '''Hand body (x, y, z) behind the finger bases, metres.'''
+WRIST_SIZE = (0.10, 0.10, 0.10)
+'''The arm's last links (x, y, z) behind the palm, metres: the Panda's wrist is wider across
+the finger line than the palm, and knocks over a tall neighbour of a low object.'''
 FLANGE_TO_TCP = 0.1034
 '''Distance from the arm's flange to the TCP along z, metres (Franka documentation).'''
 KEYPOINT_NAMES = ('centre', 'left_base', 'right_base', 'left_tip', 'right_tip')
@@ -47,7 +50,8 @@ def grasp_keypoints(T_gripper, width, finger_length=FINGER_LENGTH):
 def gripper_boxes(width, finger_length=FINGER_LENGTH):
     """Return the hand as boxes ``[(extents (3,), T_box_in_gripper 4x4), ...]`` for collision.
 
-    Two fingers (outside the grasp width) and the palm behind the finger bases.
+    Two fingers (outside the grasp width), the palm behind the finger bases and the wrist
+    behind the palm.
     """
     boxes = []
     for side in (1.0, -1.0):
@@ -57,6 +61,9 @@ def gripper_boxes(width, finger_length=FINGER_LENGTH):
     T = np.eye(4)
     T[:3, 3] = [0.0, 0.0, -finger_length - PALM_SIZE[2] / 2.0]
     boxes.append((np.array(PALM_SIZE), T))
+    T = np.eye(4)
+    T[:3, 3] = [0.0, 0.0, -finger_length - PALM_SIZE[2] - WRIST_SIZE[2] / 2.0]
+    boxes.append((np.array(WRIST_SIZE), T))
     return boxes
 
 

@@ -144,16 +144,16 @@ def _approach_frames(y, down, view):
 
 
 def _hand_corners_local(widths):
-    """Return (N, 24, 3) corners of the 3 hand boxes, opened to ``widths``, gripper frame."""
+    """Return (N, 8 B, 3) corners of the B hand boxes, opened to ``widths``, gripper frame."""
     base = []
     for extents, T in gripper.gripper_boxes(0.0):
         signs = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)])
         base.append(signs * extents / 2.0 + T[:3, 3])
-    base = np.stack(base)  # (3, 8, 3): left finger, right finger, palm
+    base = np.stack(base)  # (B, 8, 3): left finger, right finger, palm, wrist
     out = np.broadcast_to(base, (len(widths),) + base.shape).copy()
     out[:, 0, :, 1] += widths[:, None] / 2.0
     out[:, 1, :, 1] -= widths[:, None] / 2.0
-    return out.reshape(len(widths), 24, 3)
+    return out.reshape(len(widths), -1, 3)
 
 
 @functools.lru_cache(maxsize=64)
@@ -263,7 +263,7 @@ def _lowest_height(scene, rot, local_corners, tcp):
 
 
 def hand_corners_cam(grasp, clearance=CLEARANCE):
-    """Return the (24, 3) corners of the opened hand boxes of a grasp in the camera frame."""
+    """Return the (8 B, 3) corners of the opened hand boxes of a grasp in the camera frame."""
     width = min(grasp.width + 2 * clearance, gripper.MAX_OPENING)
     local = _hand_corners_local(np.array([width]))[0]
     return transform_points(grasp.T_cam, local)
