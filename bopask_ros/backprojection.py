@@ -82,6 +82,7 @@ class BackprojectionParams:
     place_clear_radius: float = 0.05
     place_target_radius: float = 0.12
     place_max_reach: float = 0.70
+    place_min_reach: float = 0.32
     robot_exclusion_radius: float = 0.25
     cloud_stride: int = 4
     top_radius: float = 0.04
@@ -598,8 +599,9 @@ def free_place(target, start_xy, cloud, params, n_directions=16, hand=None):
     objects that touch share a group, and a spot beside the far end of such a cluster is not
     next to the target.
     Spots whose TCP lies farther than ``place_max_reach`` horizontally from the robot base
-    (beyond a top-down hand's reach) are not used. Returns the (3,) TCP position to place at
-    (horizontal: the grasp moved with its footprint; height: the target's), or None.
+    (beyond a top-down hand's reach) or nearer than ``place_min_reach`` are not used.
+    Returns the (3,) TCP position to place at (horizontal: the grasp moved with its
+    footprint; height: the target's), or None.
 
     ``hand=(T_grasp, opening)`` also keeps the open hand clear: the object is put down at its
     grasp height, and no object top (the held one excepted) may reach within ``place_gap``
@@ -653,9 +655,11 @@ def free_place(target, start_xy, cloud, params, n_directions=16, hand=None):
     if len(hand_cells):
         tops = _lookup(others, spot_cells[:, :, None, :] + hand_cells, -np.inf)
         hit |= np.any(tops > hand_z - params.place_gap, axis=2)
-    # The hand must reach down there: a spot beyond the arm's top-down reach is no spot.
+    # The hand must reach down there: a spot beyond the arm's top-down reach is no spot, nor
+    # one next to the robot's base (the wrist turns over coming down there).
     spot_xy = start_xy + (spot_cells - start_cell) * cell                # (D, R, 2)
-    hit |= np.hypot(spot_xy[..., 0], spot_xy[..., 1]) > params.place_max_reach
+    radius = np.hypot(spot_xy[..., 0], spot_xy[..., 1])
+    hit |= (radius > params.place_max_reach) | (radius < params.place_min_reach)
     free = ~hit
     first = np.argmax(free, axis=1)                                  # (D,) first free spot
     ok = free[np.arange(len(dirs)), first]

@@ -57,6 +57,7 @@ DEFAULTS = {
     'place_clear_radius': 0.05,
     'place_target_radius': 0.12,
     'place_max_reach': 0.70,
+    'place_min_reach': 0.32,
     'robot_exclusion_radius': 0.25,
     'cloud_stride': 4,
     'buffer_size': 30,

@@ -256,6 +256,15 @@ def test_place_beyond_the_arms_reach_is_not_used():
     far = free_place(target, start, cloud, BackprojectionParams(place_max_reach=1.0))
     assert far is not None and far[0] > 0.70
     assert free_place(target, start, cloud, BackprojectionParams()) is None   # 0.70 m
+    # Nor next to the robot's base: a target 0.36 m out, crowded on every side but the
+    # robot's, has no spot.
+    near, start = np.array([0.36, 0.0, 0.05]), np.array([0.40, 0.3])
+    wall = np.vstack([disc_cloud([0.36 + 0.14 * np.cos(a), 0.14 * np.sin(a)], 0.035)
+                      for a in np.deg2rad(np.arange(-120, 121, 30))])
+    cloud = np.vstack([disc_cloud(near, 0.04), wall, disc_cloud(start, 0.03)])
+    assert free_place(near, start, cloud, BackprojectionParams()) is None
+    inside = free_place(near, start, cloud, BackprojectionParams(place_min_reach=0.0))
+    assert np.hypot(*inside[:2]) < 0.32
 
 
 def test_place_keeps_the_open_hand_clear_of_a_tall_target():
