@@ -62,7 +62,7 @@ class OracleBackend:
     name = 'oracle'
 
     def __init__(self, runtime, coords='pixel', seed=0, max_tilt_deg=60.0, workdir=None,
-                 grasp_candidates=10, path_attempts=3):
+                 grasp_candidates=10, path_attempts=3, hidden_grasp_candidates=40):
         from bopask_gen.generator.build import BuildConfig
         from bopask_gen.generator.names import load_name_table
         self.runtime = runtime
@@ -70,6 +70,7 @@ class OracleBackend:
         self.rng = np.random.default_rng(seed)
         self.max_tilt = np.deg2rad(max_tilt_deg)
         self.grasp_candidates = int(grasp_candidates)
+        self.hidden_grasp_candidates = int(hidden_grasp_candidates)
         self.path_attempts = int(path_attempts)
         self.names = load_name_table('ycbv')
         self.min_visib = BuildConfig.min_visib
@@ -145,9 +146,16 @@ class OracleBackend:
         # part (a grasp behind an occluder would be lifted onto the occluder).
         visible = mask_visib(scene, obj)
         h, w = visible.shape
-        seen = [g for g in grasps
-                if visible[min(max(int(round(g.keypoints_px[0, 1])), 0), h - 1),
-                           min(max(int(round(g.keypoints_px[0, 0])), 0), w - 1)]]
+
+        def centre_seen(g):
+            return visible[min(max(int(round(g.keypoints_px[0, 1])), 0), h - 1),
+                           min(max(int(round(g.keypoints_px[0, 0])), 0), w - 1)]
+        seen = [g for g in grasps if centre_seen(g)]
+        if not seen and self.hidden_grasp_candidates > self.grasp_candidates:
+            # A partly hidden object: its best-scored grasps may all be on the hidden side;
+            # more of the generator's grasps, before refusing.
+            grasps = top_grasps(scene, obj, self.rng, k=self.hidden_grasp_candidates)
+            seen = [g for g in grasps if centre_seen(g)]
         if not seen:
             raise OracleError("the centres of all the generator's grasps of the object are "
                               'hidden from the camera')
