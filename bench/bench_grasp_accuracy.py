@@ -105,6 +105,14 @@ def main():
     v = rows[:, 4]
     print(f'{"approach angle":24s} median {np.median(v):5.1f} deg, p90 '
           f'{np.percentile(v, 90):5.1f} deg')
+    for name, sel in (('top-down (tilt <= 10 deg)', rows[:, 5] <= 10),
+                      ('tilted (tilt > 10 deg)', rows[:, 5] > 10)):
+        if np.any(sel):
+            print(f'{name}: {sel.sum()} grasps, across median '
+                  f'{np.median(rows[sel, 1]) * 1000:.1f} mm, p90 '
+                  f'{np.percentile(rows[sel, 1], 90) * 1000:.1f} mm; along median '
+                  f'{np.median(rows[sel, 2]) * 1000:.1f} mm; height median '
+                  f'{np.median(np.abs(rows[sel, 3])) * 1000:.1f} mm')
     worst = np.argsort(-rows[:, 1])[:5]
     print('worst across: ' + '; '.join(
         f'object {int(r[0])} (episode {int(r[7]) + 1}) {r[1] * 1000:.0f} mm, tilt {r[5]:.0f} '

@@ -62,7 +62,7 @@ class OracleBackend:
     name = 'oracle'
 
     def __init__(self, runtime, coords='pixel', seed=0, max_tilt_deg=60.0, workdir=None,
-                 grasp_candidates=10, path_attempts=3, hidden_grasp_candidates=40):
+                 grasp_candidates=10, path_attempts=3, hidden_grasp_candidates=120):
         from bopask_gen.generator.build import BuildConfig
         from bopask_gen.generator.names import load_name_table
         self.runtime = runtime

@@ -46,7 +46,7 @@ def test_oracle_does_not_point_at_a_grasp_hidden_behind_another_object():
         narrow = OracleBackend(runtime, hidden_grasp_candidates=10)
         with pytest.raises(OracleError, match='hidden from the camera'):
             narrow.answer(frame.rgb, '', request)
-        # Among 40 one is: the answer's centre pixel is on the can (the sim's segmentation).
+        # Among more, one is: the answer's centre pixel is on the can (the sim's segmentation).
         from bopask_gen.core.answer_format import parse_points
         oracle = OracleBackend(runtime)
         h, w = frame.rgb.shape[:2]
