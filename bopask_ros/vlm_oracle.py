@@ -29,9 +29,28 @@ from bopask_gen.core.answer_format import format_points
 from bopask_gen.core.camera import project_points
 from bopask_gen.core.transforms import invert_transform
 
+TILT_TIE_DEG = 10.0
+'''Grasps within this of the least tilted count as equally upright (the best-scored wins).'''
+
 
 class OracleError(RuntimeError):
     """The oracle cannot answer (unknown object, no grasp, no path)."""
+
+
+def choose_grasp(tilts, max_tilt, tie_deg=TILT_TIE_DEG):
+    """Index of the grasp to answer with, of grasps in the generator's score order.
+
+    The best-scored (nearest the centre of mass, most antipodal) of those within ``tie_deg``
+    of the least tilted: a grasp 1 degree more upright is no better, one 3 cm off the centre
+    of mass slips out when lifted. Raises OracleError when even the least tilted exceeds
+    ``max_tilt`` (radians; the generator's 60 degrees, to rounding).
+    """
+    least = min(tilts)
+    if least > max_tilt + 1e-3:
+        raise OracleError(f"the generator's grasps of the object all approach from the side "
+                          f'(least tilt {np.degrees(least):.0f} deg > '
+                          f'{np.degrees(max_tilt):.0f} deg)')
+    return next(i for i, t in enumerate(tilts) if t <= least + np.deg2rad(tie_deg))
 
 
 def match_object(phrase, candidates):
@@ -162,12 +181,7 @@ class OracleBackend:
         grasps = seen
         down = -scene.up_cam
         tilts = [np.arccos(np.clip(g.T_cam[:3, 2] @ down, -1.0, 1.0)) for g in grasps]
-        best = int(np.argmin(np.round(tilts, 3)))   # first of the least tilted
-        if tilts[best] > self.max_tilt + 1e-3:   # the generator's 60 degrees, to rounding
-            raise OracleError(f"the generator's grasps of the object all approach from the "
-                              f'side (least tilt {np.degrees(tilts[best]):.0f} deg > '
-                              f'{np.degrees(self.max_tilt):.0f} deg)')
-        return grasps[best].keypoints_px
+        return grasps[choose_grasp(tilts, self.max_tilt)].keypoints_px
 
     def trajectory_points(self, scene, obj_a, obj_b):
         """(M, 2) pixels of the generator's path from A to B; raise OracleError if none."""

@@ -97,3 +97,14 @@ def test_oracle_refuses_objects_the_generator_would_not_ask_about():
     assert oracle._object(scene, 'mustard bottle').gt_index == 1
     with pytest.raises(OracleError, match=r"'bowl' is 5% visible"):
         oracle._object(scene, 'bowl')
+
+
+def test_oracle_answers_the_best_scored_of_the_nearly_least_tilted_grasps():
+    from bopask_ros.vlm_oracle import choose_grasp, OracleError
+    deg = np.deg2rad
+    # Score order: a 4 degree grasp near the centre of mass before a 0.5 degree one off it.
+    assert choose_grasp(deg([4.0, 0.5, 30.0]), deg(60.0)) == 0
+    # A 30 degree grasp first: the upright one further down the list wins.
+    assert choose_grasp(deg([30.0, 12.0, 2.0]), deg(60.0)) == 2
+    with pytest.raises(OracleError, match='least tilt 70 deg > 60 deg'):
+        choose_grasp(deg([80.0, 70.0]), deg(60.0))
