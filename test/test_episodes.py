@@ -8,11 +8,22 @@ from bopask_ros import ros_common as rc
 from bopask_ros.episodes import MIN_VISIBLE, visible_fractions
 
 
+def camera_extrinsic():
+    """T_base_camera of the simulated camera (config/extrinsics.yaml)."""
+    p = rc.load_node_parameters(rc.config_path('extrinsics.yaml'), 'sim_node')
+    return transform_from_xyz_quat_xyzw(p['extrinsic.translation'], p['extrinsic.rotation_xyzw'])
+
+
+def episode_runtime(seed, obj_ids):
+    """A running simulator with a random episode's world (as the demo builds it)."""
+    from bopask_ros.sim_node import world_factory
+    from bopask_ros.sim_runtime import SimRuntime
+    return SimRuntime(world_factory(seed, obj_ids, (3, 5), camera_extrinsic()), 4.0, 5.0)
+
+
 def test_a_target_hidden_behind_a_box_is_not_visible():
     from bopask_ros.sim_node import make_world
-    p = rc.load_node_parameters(rc.config_path('extrinsics.yaml'), 'sim_node')
-    T_bc = transform_from_xyz_quat_xyzw(p['extrinsic.translation'],
-                                        p['extrinsic.rotation_xyzw'])
+    T_bc = camera_extrinsic()
     # Random-episode scene (bench seed 0, episode 14): the bowl stands behind the cracker box.
     world = make_world(426303516, [2, 5, 12, 13, 16], (3, 5), T_bc)
     try:
@@ -28,14 +39,9 @@ def test_a_target_hidden_behind_a_box_is_not_visible():
 def test_oracle_does_not_point_at_a_grasp_hidden_behind_another_object():
     # Random-episode scene (bench seed 1, episode 10): the potted meat can stands behind the
     # wood block; the generator's best grasps of it have their centre pixel on the block.
-    from bopask_ros.sim_node import world_factory
-    from bopask_ros.sim_runtime import SimRuntime
     from bopask_ros.vlm import parse_command
     from bopask_ros.vlm_oracle import OracleBackend, OracleError
-    p = rc.load_node_parameters(rc.config_path('extrinsics.yaml'), 'sim_node')
-    T_bc = transform_from_xyz_quat_xyzw(p['extrinsic.translation'],
-                                        p['extrinsic.rotation_xyzw'])
-    runtime = SimRuntime(world_factory(1969881820, [8, 9, 10, 16], (3, 5), T_bc), 4.0, 5.0)
+    runtime = episode_runtime(1969881820, [8, 9, 10, 16])
     try:
         frame = runtime.wait_for_frame(timeout=30.0)
         request = {'sim_frame': frame, 'task': 'grasp',
@@ -66,14 +72,9 @@ def test_oracle_plans_onto_a_flat_target_crowded_by_a_tall_neighbour():
     # bottle's box centred over the scissors touches the pitcher, so the generator used to
     # find no goal and the oracle refused the command.
     from bopask_gen.core.answer_format import parse_points
-    from bopask_ros.sim_node import world_factory
-    from bopask_ros.sim_runtime import SimRuntime
     from bopask_ros.vlm import parse_command
     from bopask_ros.vlm_oracle import OracleBackend
-    p = rc.load_node_parameters(rc.config_path('extrinsics.yaml'), 'sim_node')
-    T_bc = transform_from_xyz_quat_xyzw(p['extrinsic.translation'],
-                                        p['extrinsic.rotation_xyzw'])
-    runtime = SimRuntime(world_factory(1851384274, [5, 11, 12, 17], (3, 5), T_bc), 4.0, 5.0)
+    runtime = episode_runtime(1851384274, [5, 11, 12, 17])
     try:
         frame = runtime.wait_for_frame(timeout=30.0)
         oracle = OracleBackend(runtime)
