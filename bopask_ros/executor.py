@@ -378,6 +378,20 @@ def _solve_cached(solved, key, *args, **kwargs):
     return solved[key]
 
 
+def _approach_from_grasp(ik, T_pre, T_grasp, q_start, params):
+    """(pre-grasp path (1, 7), approach path) solved from the grasp up; raise IKError.
+
+    The grasp configuration is solved first (random restarts allowed, as for a pre-grasp),
+    then the straight line up to the pre-grasp seeded by it, and the approach is that path
+    reversed: the pre-grasp configuration is then one the arm comes down from without a
+    configuration change.
+    """
+    grasp = solve_path(ik, [T_grasp], q_start, 'approach', restarts=3)
+    up = interpolate_line(T_grasp, T_pre, params.cartesian_step)
+    path_up = solve_path(ik, up, grasp[-1], 'approach', params.max_joint_jump, T_from=T_grasp)
+    return path_up[-1:], np.vstack([path_up[-2::-1], grasp])
+
+
 def _solve_carry(ik, T_from, poses, q, params, solved, droppable=(), kept=None):
     """Joint path through the carry ``poses`` from ``q`` (at ``T_from``); raise IKError.
 
@@ -442,9 +456,24 @@ def _solve_steps(targets, q_start, ik, params, width=None, solved=None, droppabl
                 dense = list(poses)
             free = name == 'pre-grasp'   # a free joint-space move from wherever the arm is
             key = (name, q.tobytes(), np.array(dense).tobytes())
-            path = _solve_cached(solved, key, ik, dense, q, name,
-                                 None if free else params.max_joint_jump,
-                                 restarts=3 if free else 0, T_from=None if free else T_start)
+            try:
+                path = _solve_cached(solved, key, ik, dense, q, name,
+                                     None if free else params.max_joint_jump,
+                                     restarts=3 if free else 0,
+                                     T_from=None if free else T_start)
+            except IKError as exc:
+                if name != 'approach' or steps[0].name != 'pre-grasp':
+                    raise
+                # The pre-grasp configuration may be one from which the straight way down
+                # turns the wrist over (near the robot's base): solve from the grasp up.
+                try:
+                    pre, path = _approach_from_grasp(ik, T_start, poses[-1], q_start, params)
+                except IKError:
+                    raise exc from None
+                steps[0] = Step('pre-grasp', 'arm', positions=pre,
+                                times=time_joint_path(pre, q_start, params),
+                                targets=steps[0].targets)
+                q = pre[-1]
         steps.append(Step(name, 'arm', positions=path, times=time_joint_path(path, q, params),
                           targets=list(poses)))
         q = path[-1]

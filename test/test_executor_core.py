@@ -251,3 +251,20 @@ def test_stall_detection_keeps_the_solutions(monkeypatch):
             0.07269404818892071]
     res = solver.solve(T, seed, restarts=0)
     assert res.success and solver.last_iterations > 60
+
+
+def test_approach_near_the_base_is_solved_from_the_grasp_up():
+    # Near the robot's base the pre-grasp configuration solved first can be one from which
+    # the straight way down turns the wrist over (a 0.52 rad jump at the grasp); the
+    # approach solved from the grasp up, and reversed, comes down without one.
+    ik = MinkIK()
+    fy, fz = np.array([0.0, -1.0, 0.0]), np.array([0.0, 0.0, -1.0])
+    T = make_transform(np.stack([np.cross(fy, fz), fy, fz], axis=1), [0.285, 0.02, 0.05])
+    params = ExecutorParams(workspace_min=(0.2, -0.5, 0.005), workspace_max=(0.85, 0.5, 0.6))
+    steps = plan_pick_place(T, np.array([[0.285, 0.02, 0.1], [0.5, 0.2, 0.05]]), robot.HOME_Q,
+                            ik, params, place=np.array([0.5, 0.1, 0.05]))
+    approach = next(s for s in steps if s.name == 'approach')
+    pre = next(s for s in steps if s.name == 'pre-grasp')
+    path = np.vstack([pre.positions[-1:], approach.positions])
+    assert np.max(np.abs(np.diff(path, axis=0))) <= params.max_joint_jump
+    np.testing.assert_allclose(ik.forward(approach.positions[-1])[:3, 3], T[:3, 3], atol=2e-3)
