@@ -302,3 +302,11 @@ def test_target_crowded_on_all_sides_is_refused(T_bc):
 def test_warm_up_lifts_its_made_up_scene():
     from bopask_ros.backprojection import warm_up
     assert warm_up() > 0.0          # grasp, waypoints and a free place: nothing refused
+
+
+def test_cross3_is_the_cross_product():
+    from bopask_ros.backprojection import cross3
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(4, 5, 3)), rng.normal(size=(4, 5, 3))
+    np.testing.assert_allclose(cross3(a, b), np.cross(a, b), atol=1e-12)
+    np.testing.assert_allclose(cross3([0.0, 1.0, 0.0], [0.0, 0.0, -1.0]), [-1.0, 0.0, 0.0])
