@@ -74,6 +74,11 @@ def xyz_quat_xyzw_from_transform(T):
 
 
 def rotation_angle_between(R_a, R_b):
-    """Return the angle in radians of the relative rotation between two rotations."""
+    """Return the angle in radians of the relative rotation between two rotations.
+
+    From the relative rotation's axis part (sin) and trace (cos): accurate near zero too,
+    and cheap enough for an IK solver's every iteration (no scipy Rotation built).
+    """
     R = np.asarray(R_a, dtype=float)[:3, :3].T @ np.asarray(R_b, dtype=float)[:3, :3]
-    return float(np.linalg.norm(Rotation.from_matrix(R).as_rotvec()))
+    s = np.linalg.norm([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])
+    return float(np.arctan2(s, np.trace(R) - 1.0))

@@ -23,7 +23,7 @@ import functools
 import numpy as np
 
 from bopask_gen.core.gripper import flip_about_approach
-from bopask_gen.core.transforms import invert_transform
+from bopask_gen.core.transforms import invert_transform, rotation_angle_between
 from bopask_gen.sim import robot
 from bopask_gen.sim.robot import mujoco
 
@@ -112,11 +112,9 @@ class PandaIK:
         # runs every iteration, and building SE3 / scipy rotations for it took half the
         # solve time.
         data = self.configuration.data
-        R = data.site_xmat[self._site].reshape(3, 3).T @ T_base_target[:3, :3]
-        # Rotation angle from sin (axis part) and cos (trace): accurate near zero too.
-        s = np.linalg.norm([R[2, 1] - R[1, 2], R[0, 2] - R[2, 0], R[1, 0] - R[0, 1]])
         return (float(np.linalg.norm(data.site_xpos[self._site] - T_base_target[:3, 3])),
-                float(np.arctan2(s, np.trace(R) - 1.0)))
+                rotation_angle_between(data.site_xmat[self._site].reshape(3, 3),
+                                       T_base_target))
 
     def _solve_from(self, T_base_target, q_start, max_iters, dt=0.5):
         """Iterate from ``q_start``; return (q, position error, rotation error).
