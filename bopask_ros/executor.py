@@ -365,12 +365,13 @@ def plan_pick_place(T_grasp, waypoints, q_start, ik, params=None, target_point=N
     raise first_error
 
 
-def _solve_cached(solved, key, *args, **kwargs):
+def _solve_cached(solved, key, *args, solve=solve_path, **kwargs):
     # ``solved``: IK paths (or failures) of what was already tried -- the carry tiers and
     # yaws share steps (pre-grasp, approach) and segments, which need not be solved again.
+    # ``solve``: the solver called on a miss (``solve_path`` or ``_approach_from_grasp``).
     if key not in solved:
         try:
-            solved[key] = solve_path(*args, **kwargs)
+            solved[key] = solve(*args, **kwargs)
         except IKError as exc:
             solved[key] = exc
     if isinstance(solved[key], IKError):
@@ -466,8 +467,11 @@ def _solve_steps(targets, q_start, ik, params, width=None, solved=None, droppabl
                     raise
                 # The pre-grasp configuration may be one from which the straight way down
                 # turns the wrist over (near the robot's base): solve from the grasp up.
+                up_key = ('approach from the grasp', np.asarray(q_start, float).tobytes(),
+                          np.asarray(T_start).tobytes(), np.asarray(poses[-1]).tobytes())
                 try:
-                    pre, path = _approach_from_grasp(ik, T_start, poses[-1], q_start, params)
+                    pre, path = _solve_cached(solved, up_key, ik, T_start, poses[-1], q_start,
+                                              params, solve=_approach_from_grasp)
                 except IKError:
                     raise exc from None
                 steps[0] = Step('pre-grasp', 'arm', positions=pre,
