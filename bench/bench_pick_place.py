@@ -148,7 +148,7 @@ def main():
         parser.error('--episodes must be >= 1')
 
     from bopask_gen.generator.names import load_name_table
-    from bopask_ros.demo import run_episodes, start_graph, summary, write_strip
+    from bopask_ros.demo import run_episodes, start_graph, summary, write_record, write_strip
     from bopask_ros.episodes import random_episodes
     names = load_name_table('ycbv')
     episodes = random_episodes(np.random.default_rng(args.seed), names)
@@ -217,9 +217,7 @@ def main():
     args.out.mkdir(parents=True, exist_ok=True)
     print(f'strip: {write_strip(results, args.out / "episodes.png")}; total '
           f'{time.perf_counter() - t0:.0f} s')
-    (args.out / 'episodes.json').write_text(json.dumps(
-        [{k: v for k, v in r.items() if k not in ('before', 'after')} for r in results],
-        indent=1))
+    write_record(results, args.out / 'episodes.json')
     print(json.dumps(s))
 
 

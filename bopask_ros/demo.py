@@ -301,6 +301,14 @@ def summary(results):
             'median_backprojection_cpu_ms': median('backprojection_cpu_ms')}
 
 
+def write_record(results, path):
+    """Write the episodes' results without their images as JSON (``--replay`` reads it)."""
+    path = Path(path)
+    path.write_text(json.dumps([{k: v for k, v in r.items() if k not in ('before', 'after')}
+                                for r in results], indent=1))
+    return path
+
+
 def write_strip(results, path, thumb_width=320):
     """Write a PNG: one row per episode, the VLM overlay before and the view after."""
     from PIL import Image, ImageDraw
@@ -416,9 +424,7 @@ def run(args):
              if skipped else ''))
     if results:
         print(f'wrote {write_strip(results, args.out)}')
-        record = args.out.with_suffix('.json')
-        record.write_text(json.dumps([{k: v for k, v in r.items() if k not in ('before', 'after')}
-                                      for r in results], indent=1))
+        record = write_record(results, args.out.with_suffix('.json'))
         print(f'wrote {record} (run them again with --replay {record})')
     print(json.dumps(s))
     return 0

@@ -92,3 +92,27 @@ def test_oracle_plans_onto_a_flat_target_crowded_by_a_tall_neighbour():
         assert masks[17][v1, u1]         # ends on the scissors the camera sees
     finally:
         runtime.close()
+
+
+def test_a_runs_record_replays_its_episodes(tmp_path):
+    import json
+
+    from bopask_gen.generator.names import load_name_table
+    from bopask_ros.demo import write_record
+    from bopask_ros.episodes import replay_episodes
+    image = np.zeros((2, 2, 3), dtype=np.uint8)
+    results = [
+        {'seed': 11, 'obj_ids': [4, 5, 21, 3], 'success': True, 'before': image,
+         'command': 'pick up the mustard bottle and put it next to the soup can'},
+        {'seed': 12, 'obj_ids': [4, 9, 21, 14], 'success': False, 'after': image,
+         'command': 'pick up the foam brick and put it next to the potted meat can'},
+        {'seed': 13, 'command': 'pick up the sugar box and put it next to the bowl',
+         'skipped': 'the target is 6% visible from the camera (< 15%)'},
+    ]
+    path = write_record(results, tmp_path / 'run.json')
+    record = json.loads(path.read_text())
+    assert all('before' not in r and 'after' not in r for r in record)   # no images
+    names = load_name_table('ycbv')
+    assert [e.seed for e in replay_episodes(record, names)] == [11, 12]    # skipped: not run
+    (failed,) = replay_episodes(record, names, failed_only=True)
+    assert (failed.obj_ids, failed.obj_id, failed.target_id) == ((4, 9, 21, 14), 21, 9)
