@@ -36,32 +36,46 @@ def test_a_target_hidden_behind_a_box_is_not_visible():
         world.close()
 
 
+def object_masks(runtime):
+    """{obj_id: bool mask} of what the sim camera sees of each object."""
+    return runtime.call(lambda w: {o.obj_id: w.render_segmentation() == o.index
+                                   for o in w.objects})
+
+
+def oracle_request(frame, task, command):
+    """The vlm node's request to the oracle for ``command`` about ``frame``."""
+    from bopask_ros.vlm import parse_command
+    return {'sim_frame': frame, 'task': task, 'command': parse_command(command)}
+
+
+def oracle_points(oracle, frame, request):
+    """(N, 2) pixels of the oracle's answer, parsed as the vlm node parses it."""
+    from bopask_gen.core.answer_format import parse_points
+    h, w = frame.rgb.shape[:2]
+    return parse_points(oracle.answer(frame.rgb, '', request), oracle.coords, w, h)
+
+
 def test_oracle_does_not_point_at_a_grasp_hidden_behind_another_object():
     # Random-episode scene (bench seed 1, episode 10): the potted meat can stands behind the
     # wood block; the generator's best grasps of it have their centre pixel on the block.
-    from bopask_ros.vlm import parse_command
     from bopask_ros.vlm_oracle import OracleBackend, OracleError
     runtime = episode_runtime(1969881820, [8, 9, 10, 16])
     try:
         frame = runtime.wait_for_frame(timeout=30.0)
-        request = {'sim_frame': frame, 'task': 'grasp',
-                   'command': parse_command('pick up the potted meat can and put it next to '
-                                            'the banana')}
+        request = oracle_request(frame, 'grasp', 'pick up the potted meat can and put it '
+                                                 'next to the banana')
         # Among the generator's 10 best grasps, none is centred on the can's visible part:
         # refused when the search stops there.
         narrow = OracleBackend(runtime, hidden_grasp_candidates=10)
         with pytest.raises(OracleError, match='hidden from the camera'):
             narrow.answer(frame.rgb, '', request)
         # Among more, one is: the answer's centre pixel is on the can (the sim's segmentation).
-        from bopask_gen.core.answer_format import parse_points
         oracle = OracleBackend(runtime)
-        h, w = frame.rgb.shape[:2]
-        centre = parse_points(oracle.answer(frame.rgb, '', request), 'pixel', w, h)[0]
-        seg, index = runtime.call(lambda w: (w.render_segmentation(), [
-            o.index for o in w.objects if o.obj_id == 9][0]))
-        assert seg[int(round(centre[1])), int(round(centre[0]))] == index
+        u, v = np.round(oracle_points(oracle, frame, request)[0]).astype(int)
+        assert object_masks(runtime)[9][v, u]
         # The banana, in plain view, gets an answer.
-        request['command'] = parse_command('pick up the banana and put it next to the can')
+        request = oracle_request(frame, 'grasp', 'pick up the banana and put it next to the '
+                                                 'can')
         assert oracle.answer(frame.rgb, '', request)
     finally:
         runtime.close()
@@ -71,20 +85,14 @@ def test_oracle_plans_onto_a_flat_target_crowded_by_a_tall_neighbour():
     # Random-episode scene (failure C): the scissors lie flat beside the pitcher; the mustard
     # bottle's box centred over the scissors touches the pitcher, so the generator used to
     # find no goal and the oracle refused the command.
-    from bopask_gen.core.answer_format import parse_points
-    from bopask_ros.vlm import parse_command
     from bopask_ros.vlm_oracle import OracleBackend
     runtime = episode_runtime(1851384274, [5, 11, 12, 17])
     try:
         frame = runtime.wait_for_frame(timeout=30.0)
-        oracle = OracleBackend(runtime)
-        request = {'sim_frame': frame, 'task': 'trajectory',
-                   'command': parse_command('pick up the mustard bottle and put it next to '
-                                            'the scissors')}
-        text = oracle.answer(frame.rgb, '', request)
-        path = parse_points(text, oracle.coords, frame.rgb.shape[1], frame.rgb.shape[0])
-        masks = runtime.call(lambda w: {o.obj_id: w.render_segmentation() == o.index
-                                        for o in w.objects})
+        request = oracle_request(frame, 'trajectory', 'pick up the mustard bottle and put it '
+                                                      'next to the scissors')
+        path = oracle_points(OracleBackend(runtime), frame, request)
+        masks = object_masks(runtime)
         u0, v0 = np.round(path[0]).astype(int)
         u1, v1 = np.round(path[-1]).astype(int)
         assert len(path) >= 3
