@@ -423,14 +423,15 @@ def grasp_pose(grasp_uv, depth_m, K, T_base_camera, params=None, centre=None):
             raise BackprojectionError('grasp finger line is vertical in the robot frame: no yaw')
         y_axis = horizontal / np.linalg.norm(horizontal)
         z_axis = fit_tilt(tips, grasp_uv[[1, 2]], y_axis, K, T_base_camera, params)
-        if z_axis[2] < -np.cos(np.deg2rad(params.top_down_deg)):
+        top_down = z_axis[2] < -np.cos(np.deg2rad(params.top_down_deg))
+        if top_down:
             break
         # Tilted: the TCP is not under the top face but on the centre ray, inside the object.
         position = tilted_tcp(grasp_uv[0], top, y_axis, K, T_base_camera)
         position[2] = max(position[2], params.table_z + params.min_tcp_height)
         z_tcp = position[2]
     x_axis = cross3(y_axis, z_axis)
-    if z_axis[2] < -np.cos(np.deg2rad(params.top_down_deg)):
+    if top_down:
         position = pads_on_face(position, x_axis, face, params.pad_inset)
     T = make_transform(np.stack([x_axis, y_axis, z_axis], axis=1), position)
     width = float(np.linalg.norm(line))
@@ -689,11 +690,10 @@ def free_place(target, start_xy, cloud, params, n_directions=16, hand=None):
         # half a cell per direction step away from the start's side (the path arrives there).
         score = np.min(np.hypot(*(placed - goal_cell).T)) + 0.5 * d
         if best is None or score < best[0]:
-            best = (score, spot_cells[d, first[d]])
+            best = (score, spot_xy[d, first[d]])
     if best is None:
         return None
-    spot = start_xy + (best[1] - start_cell) * cell
-    return np.array([spot[0], spot[1], target[2]])
+    return np.array([best[1][0], best[1][1], target[2]])
 
 
 def lift_keypoints(grasp_uv, waypoints_uv, depth_m, K, T_base_camera, params=None):
