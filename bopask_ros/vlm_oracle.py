@@ -156,6 +156,7 @@ class OracleBackend:
     # ---------------------------------------------------------------- answers
     def grasp_points(self, scene, obj):
         """(5, 2) pixels of the chosen ground-truth grasp; raise OracleError if none."""
+        from bopask_gen.evaluation.metrics import points_in_mask
         from bopask_gen.generator.grasps import top_grasps
         from bopask_gen.generator.scene import mask_visib
         grasps = top_grasps(scene, obj, self.rng, k=self.grasp_candidates)
@@ -164,17 +165,16 @@ class OracleBackend:
         # A model points at what it sees: the grasp centre must be on the object's visible
         # part (a grasp behind an occluder would be lifted onto the occluder).
         visible = mask_visib(scene, obj)
-        h, w = visible.shape
 
-        def centre_seen(g):
-            return visible[min(max(int(round(g.keypoints_px[0, 1])), 0), h - 1),
-                           min(max(int(round(g.keypoints_px[0, 0])), 0), w - 1)]
-        seen = [g for g in grasps if centre_seen(g)]
+        def centres_seen(grasps):
+            seen = points_in_mask([g.keypoints_px[0] for g in grasps], visible)
+            return [g for g, ok in zip(grasps, seen) if ok]
+        seen = centres_seen(grasps)
         if not seen and self.hidden_grasp_candidates > self.grasp_candidates:
             # A partly hidden object: its best-scored grasps may all be on the hidden side;
             # more of the generator's grasps, before refusing.
-            grasps = top_grasps(scene, obj, self.rng, k=self.hidden_grasp_candidates)
-            seen = [g for g in grasps if centre_seen(g)]
+            seen = centres_seen(top_grasps(scene, obj, self.rng,
+                                           k=self.hidden_grasp_candidates))
         if not seen:
             raise OracleError("the centres of all the generator's grasps of the object are "
                               'hidden from the camera')
