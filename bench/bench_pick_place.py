@@ -91,23 +91,19 @@ def retime_planning(graph, requests, repeats=5):
     """
     from bopask_gen.sim import robot
     from bopask_ros.executor import IKError, plan_pick_place, WorkspaceError
-    from bopask_ros.executor_node import executor_params, MinkIK
+    from bopask_ros.executor_node import executor_params, MinkIK, request_plan_arguments
     from bopask_ros.graph import declared_parameters
     params = executor_params(declared_parameters('executor_node', graph.files,
                                                  graph.overrides))
     ik = MinkIK()
     times = []
     for req in requests:
-        T = np.asarray(req['grasp']['T'], float)
-        rays = np.asarray(req['waypoint_rays'], float).reshape(-1, 6)
+        plan_args = request_plan_arguments(req)
         run = []
         for _ in range(repeats):
             t0 = time.perf_counter()
             try:
-                plan_pick_place(T, np.asarray(req['waypoints'], float), robot.HOME_Q, ik,
-                                params, np.asarray(req['target_point'], float), rays,
-                                req['grasp']['width'], None, req.get('place_point'),
-                                req.get('scene_top_z'))
+                plan_pick_place(q_start=robot.HOME_Q, ik=ik, params=params, **plan_args)
             except (IKError, WorkspaceError):
                 break
             run.append((time.perf_counter() - t0) * 1000.0)

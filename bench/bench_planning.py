@@ -85,23 +85,16 @@ def plan_request(rec, ik, q_start=None, executor=None):
     """Plan one recorded request; return (steps or the refusal exception, seconds)."""
     from bopask_gen.sim import robot
     from bopask_ros import executor as default_executor
-    from bopask_ros.executor_node import executor_params
+    from bopask_ros.executor_node import executor_params, request_plan_arguments
     executor = executor or default_executor
     plan_pick_place, IKError, WorkspaceError = (
         executor.plan_pick_place, executor.IKError, executor.WorkspaceError)
-    req = rec['request']
     params = executor_params(rec['params'])
-    rays = req.get('waypoint_rays')
-    rays = None if rays is None else np.asarray(rays, float).reshape(-1, 6)
-    target = req.get('target_point')
+    plan_args = request_plan_arguments(rec['request'])
     q_start = robot.HOME_Q if q_start is None else q_start
     t0 = time.perf_counter()
     try:
-        out = plan_pick_place(np.asarray(req['grasp']['T'], float).reshape(4, 4),
-                              np.asarray(req['waypoints'], float).reshape(-1, 3), q_start, ik,
-                              params, None if target is None else np.asarray(target, float),
-                              rays, req['grasp']['width'], [], req.get('place_point'),
-                              req.get('scene_top_z'))
+        out = plan_pick_place(q_start=q_start, ik=ik, params=params, skipped=[], **plan_args)
     except (IKError, WorkspaceError) as exc:
         out = exc
     return out, time.perf_counter() - t0

@@ -89,6 +89,24 @@ class MinkIK:
         return self._ik.reachable(T_base_tcp)
 
 
+def request_plan_arguments(req):
+    """``plan_pick_place``'s pose arguments from a grasp request (the decoded JSON).
+
+    Raises ValueError, KeyError or TypeError on a malformed request.
+    """
+    def optional(key, shape):
+        value = req.get(key)
+        return None if value is None else np.asarray(value, dtype=float).reshape(shape)
+    scene_top = req.get('scene_top_z')
+    return {'T_grasp': np.asarray(req['grasp']['T'], dtype=float).reshape(4, 4),
+            'width': float(req['grasp']['width']),
+            'waypoints': np.asarray(req['waypoints'], dtype=float).reshape(-1, 3),
+            'waypoint_rays': optional('waypoint_rays', (-1, 6)),
+            'place': optional('place_point', 3),
+            'target_point': optional('target_point', 3),
+            'scene_top_z': None if scene_top is None else float(scene_top)}
+
+
 def executor_params(values):
     """ExecutorParams from the node's parameter values (``{name: value}``; lists -> tuples)."""
     return rc.dataclass_from_parameters(ExecutorParams, values)
@@ -195,17 +213,7 @@ class ExecutorNode(Node):
         try:
             req = json.loads(msg.data)
             command_id = req.get('command_id')
-            T_grasp = np.asarray(req['grasp']['T'], dtype=float).reshape(4, 4)
-            width = float(req['grasp']['width'])
-            waypoints = np.asarray(req['waypoints'], dtype=float).reshape(-1, 3)
-            rays = req.get('waypoint_rays')
-            rays = None if rays is None else np.asarray(rays, dtype=float).reshape(-1, 6)
-            place = req.get('place_point')
-            place = None if place is None else np.asarray(place, dtype=float).reshape(3)
-            scene_top = req.get('scene_top_z')
-            target_point = req.get('target_point')
-            if target_point is not None:
-                target_point = np.asarray(target_point, dtype=float).reshape(3)
+            plan_args = request_plan_arguments(req)
         except (ValueError, KeyError, TypeError) as exc:
             self.status(f'refused: unreadable grasp request ({exc})', 'error')
             return
@@ -220,7 +228,7 @@ class ExecutorNode(Node):
             self.status(f'refused command {command_id}: {reason}', 'error')
             self._result(command_id, 'refused', reason)
             return
-        if len(waypoints) < 1:
+        if len(plan_args['waypoints']) < 1:
             self.status(f'refused command {command_id}: no waypoints to place at', 'error')
             self._result(command_id, 'refused', 'no waypoints')
             return
@@ -234,8 +242,8 @@ class ExecutorNode(Node):
         t0 = time.perf_counter()
         try:
             skipped = []
-            steps = plan_pick_place(T_grasp, waypoints, q0, self.ik, self.params, target_point,
-                                    rays, width, skipped, place, scene_top)
+            steps = plan_pick_place(q_start=q0, ik=self.ik, params=self.params, skipped=skipped,
+                                    **plan_args)
         except (WorkspaceError, IKError) as exc:
             kind = 'workspace' if isinstance(exc, WorkspaceError) else 'ik'
             self.status(f'refused command {command_id}: {exc}', 'error')

@@ -160,10 +160,9 @@ def far_reach_request():
 
 
 def plan_request(req, params, ik, skipped=None, dropped=None):
-    return plan_pick_place(np.asarray(req['grasp']['T']), np.asarray(req['waypoints']),
-                           robot.HOME_Q, ik, params, np.asarray(req['target_point']),
-                           np.asarray(req['waypoint_rays']), req['grasp']['width'], skipped,
-                           req['place_point'], req['scene_top_z'], dropped=dropped)
+    from bopask_ros.executor_node import request_plan_arguments
+    return plan_pick_place(q_start=robot.HOME_Q, ik=ik, params=params, skipped=skipped,
+                           dropped=dropped, **request_plan_arguments(req))
 
 
 def test_far_reach_scene_is_carried_over_the_scene(ik):
