@@ -1,5 +1,7 @@
 """Episode selection: commands only about objects the camera sees."""
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -19,6 +21,16 @@ def episode_runtime(seed, obj_ids):
     from bopask_ros.sim_node import world_factory
     from bopask_ros.sim_runtime import SimRuntime
     return SimRuntime(world_factory(seed, obj_ids, (3, 5), camera_extrinsic()), 4.0, 5.0)
+
+
+@contextlib.contextmanager
+def episode_scene(seed, obj_ids):
+    """(running simulator, its first frame) of a random episode's world, closed after."""
+    runtime = episode_runtime(seed, obj_ids)
+    try:
+        yield runtime, runtime.wait_for_frame(timeout=30.0)
+    finally:
+        runtime.close()
 
 
 def test_a_target_hidden_behind_a_box_is_not_visible():
@@ -59,9 +71,7 @@ def test_oracle_does_not_point_at_a_grasp_hidden_behind_another_object():
     # Random-episode scene (bench seed 1, episode 10): the potted meat can stands behind the
     # wood block; the generator's best grasps of it have their centre pixel on the block.
     from bopask_ros.vlm_oracle import OracleBackend, OracleError
-    runtime = episode_runtime(1969881820, [8, 9, 10, 16])
-    try:
-        frame = runtime.wait_for_frame(timeout=30.0)
+    with episode_scene(1969881820, [8, 9, 10, 16]) as (runtime, frame):
         request = oracle_request(frame, 'grasp', 'pick up the potted meat can and put it '
                                                  'next to the banana')
         # Among the generator's 10 best grasps, none is centred on the can's visible part:
@@ -77,8 +87,6 @@ def test_oracle_does_not_point_at_a_grasp_hidden_behind_another_object():
         request = oracle_request(frame, 'grasp', 'pick up the banana and put it next to the '
                                                  'can')
         assert oracle.answer(frame.rgb, '', request)
-    finally:
-        runtime.close()
 
 
 def test_oracle_plans_onto_a_flat_target_crowded_by_a_tall_neighbour():
@@ -86,9 +94,7 @@ def test_oracle_plans_onto_a_flat_target_crowded_by_a_tall_neighbour():
     # bottle's box centred over the scissors touches the pitcher, so the generator used to
     # find no goal and the oracle refused the command.
     from bopask_ros.vlm_oracle import OracleBackend
-    runtime = episode_runtime(1851384274, [5, 11, 12, 17])
-    try:
-        frame = runtime.wait_for_frame(timeout=30.0)
+    with episode_scene(1851384274, [5, 11, 12, 17]) as (runtime, frame):
         request = oracle_request(frame, 'trajectory', 'pick up the mustard bottle and put it '
                                                       'next to the scissors')
         path = oracle_points(OracleBackend(runtime), frame, request)
@@ -98,8 +104,6 @@ def test_oracle_plans_onto_a_flat_target_crowded_by_a_tall_neighbour():
         assert len(path) >= 3
         assert masks[5][v0, u0]          # starts on the mustard bottle
         assert masks[17][v1, u1]         # ends on the scissors the camera sees
-    finally:
-        runtime.close()
 
 
 def test_a_runs_record_replays_its_episodes(tmp_path):
