@@ -44,11 +44,17 @@ Geometry, and why:
 
 from dataclasses import dataclass, field
 import functools
+import math
 
 import numpy as np
 
 from bopask_gen.core import gripper
-from bopask_gen.core.camera import backproject_pixels, pixels_inside, sample_depth
+from bopask_gen.core.camera import (
+    backproject_grid,
+    backproject_pixels,
+    pixels_inside,
+    sample_depth,
+)
 from bopask_gen.core.transforms import (
     invert_transform,
     make_transform,
@@ -130,16 +136,43 @@ class GraspTarget:
         return float(np.arctan2(y[1], y[0]))
 
 
+def _point_names(what):
+    """Return ``i -> name`` of points in refusals.
+
+    ``what``: one name for all ('waypoint' -> 'waypoint point 2'), or a list of names.
+    """
+    return (lambda i: f'{what} point {i}') if isinstance(what, str) else what.__getitem__
+
+
+def _refuse_outside(uv, name, width, height):
+    """Raise BackprojectionError naming (``name(i)``) the first pixel off the image."""
+    inside = pixels_inside(uv, width, height)
+    if not inside.all():
+        i = int(np.argmin(inside))
+        raise BackprojectionError(f'{name(i)} at ({uv[i, 0]:.1f}, {uv[i, 1]:.1f}) is outside '
+                                  f'the {width}x{height} image')
+
+
 def check_pixels(uv, width, height, what):
     """Raise BackprojectionError if any pixel is non-finite or outside the image."""
     uv = np.asarray(uv, dtype=float).reshape(-1, 2)
-    inside = pixels_inside(uv, width, height)
-    if not np.all(inside):
-        i = int(np.nonzero(~inside)[0][0])
-        raise BackprojectionError(
-            f'{what} point {i} at ({uv[i, 0]:.1f}, {uv[i, 1]:.1f}) is outside the '
-            f'{width}x{height} image')
+    _refuse_outside(uv, _point_names(what), width, height)
     return uv
+
+
+def sampled_depths(uv, depth_m, window, name):
+    """Return the (N,) robust depths of in-image pixels.
+
+    The first pixel with no valid depth is refused, named ``name(i)``.
+    """
+    depth = sample_depth(depth_m, uv, window=window)
+    bad = ~np.isfinite(depth)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise BackprojectionError(
+            f'no valid depth in the {window}x{window} window around {name(i)} at '
+            f'({uv[i, 0]:.1f}, {uv[i, 1]:.1f})')
+    return depth
 
 
 def lift_pixels(uv, depth_m, K, window, what):
@@ -149,34 +182,26 @@ def lift_pixels(uv, depth_m, K, window, what):
     2') or a list of N names (points of different kinds lifted together).
     """
     uv = np.asarray(uv, dtype=float).reshape(-1, 2)
-    names = [f'{what} point {i}' for i in range(len(uv))] if isinstance(what, str) else what
+    name = _point_names(what)
     h, w = depth_m.shape
-    inside = pixels_inside(uv, w, h)
-    if not np.all(inside):
-        i = int(np.nonzero(~inside)[0][0])
-        raise BackprojectionError(f'{names[i]} at ({uv[i, 0]:.1f}, {uv[i, 1]:.1f}) is outside '
-                                  f'the {w}x{h} image')
-    depth = sample_depth(depth_m, uv, window=window)
-    bad = ~np.isfinite(depth)
-    if np.any(bad):
-        i = int(np.nonzero(bad)[0][0])
-        raise BackprojectionError(
-            f'no valid depth in the {window}x{window} window around {names[i]} at '
-            f'({uv[i, 0]:.1f}, {uv[i, 1]:.1f})')
+    _refuse_outside(uv, name, w, h)
+    depth = sampled_depths(uv, depth_m, window, name)
     return backproject_pixels(uv, depth, K), depth
+
+
+def pixel_rays_base(uv, K, T_base_camera):
+    """Return the (N, 3) base-frame directions of pixels' viewing rays, at unit camera depth.
+
+    The pixel seen at camera depth d is at ``camera origin + d * ray``.
+    """
+    uv = np.asarray(uv, dtype=float).reshape(-1, 2)
+    return rotate_vectors(T_base_camera, backproject_pixels(uv, np.ones(len(uv)), K))
 
 
 def viewing_rays_base(uv, K, T_base_camera):
     """Return the (N, 3) unit viewing rays of pixels in the base frame (from the camera)."""
-    uv = np.asarray(uv, dtype=float).reshape(-1, 2)
-    d_base = rotate_vectors(T_base_camera, backproject_pixels(uv, np.ones(len(uv)), K))
+    d_base = pixel_rays_base(uv, K, T_base_camera)
     return d_base / np.linalg.norm(d_base, axis=1, keepdims=True)
-
-
-def viewing_ray_base(uv, K, T_base_camera):
-    """Return the camera centre and the unit viewing ray of a pixel in the base frame."""
-    return (np.asarray(T_base_camera, dtype=float)[:3, 3].copy(),
-            viewing_rays_base(uv, K, T_base_camera)[0])
 
 
 def surface_component(patch, seed, seed_depth, jump):
@@ -188,22 +213,21 @@ def surface_component(patch, seed, seed_depth, jump):
     """
     from scipy import ndimage
     valid = np.isfinite(patch) & (patch > 0)
-    d = np.where(valid, patch, np.inf)
+    d = np.where(valid, patch, 1e9)   # no depth: far behind everything (and cut anyway)
     cut = ~valid
-    with np.errstate(invalid='ignore'):
-        for axis in (0, 1):
-            diff = np.diff(d, axis=axis)            # next minus this sample
-            far_next = diff > jump                  # the next one lies behind a step: cut it
-            far_this = diff < -jump
-            if axis == 0:
-                cut[1:] |= far_next
-                cut[:-1] |= far_this
-            else:
-                cut[:, 1:] |= far_next
-                cut[:, :-1] |= far_this
+    rows, cols = d[1:] - d[:-1], d[:, 1:] - d[:, :-1]   # next minus this sample
+    # The next one lies behind a step: cut it; this one lies behind: cut this one.
+    cut[1:] |= rows > jump
+    cut[:-1] |= rows < -jump
+    cut[:, 1:] |= cols > jump
+    cut[:, :-1] |= cols < -jump
     labels, n = ndimage.label(~cut)
     if n == 0:
         return np.zeros_like(valid)
+    r, c = int(round(seed[0])), int(round(seed[1]))
+    if (0 <= r < patch.shape[0] and 0 <= c < patch.shape[1] and labels[r, c]
+            and abs(patch[r, c] - seed_depth) <= jump):
+        return labels == labels[r, c]      # the nearest sample itself: the common case
     # The seed's component: the nearest sample at the seed's depth (the strided grid may
     # put the seed's own sample across the step).
     rows, cols = np.nonzero(labels)
@@ -212,17 +236,19 @@ def surface_component(patch, seed, seed_depth, jump):
     if np.any(same):
         dist = np.where(same, dist, np.inf)
     i = int(np.argmin(dist))
-    label = labels[rows[i], cols[i]]
-    return labels == label
+    return labels == labels[rows[i], cols[i]]
 
 
 def cross3(a, b):
     """Cross product of 3-vectors (..., 3), component by component.
 
     ``np.cross`` moves axes around for general shapes: about 50 microseconds a call, a
-    tenth of a whole back-projection.
+    tenth of a whole back-projection. Two single vectors are crossed in plain floats.
     """
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.ndim == 1 and b.ndim == 1:
+        (a0, a1, a2), (b0, b1, b2) = a.tolist(), b.tolist()
+        return np.array([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0])
     return np.stack([a[..., 1] * b[..., 2] - a[..., 2] * b[..., 1],
                      a[..., 2] * b[..., 0] - a[..., 0] * b[..., 2],
                      a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]], axis=-1)
@@ -240,9 +266,11 @@ def level_samples(points, max_slope_deg):
     with np.errstate(invalid='ignore'):
         a = points[1:, :-1] - points[:-1, :-1]
         b = points[:-1, 1:] - points[:-1, :-1]
-        n = cross3(a, b)
-        out[:-1, :-1] = n[..., 2] ** 2 >= np.cos(np.deg2rad(max_slope_deg)) ** 2 * \
-            np.sum(n * n, axis=-1)
+        ax, ay, az, bx, by, bz = a[..., 0], a[..., 1], a[..., 2], b[..., 0], b[..., 1], b[..., 2]
+        # The normal a x b, component by component (no stacked array).
+        nx, ny, nz = ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx
+        cos2 = math.cos(math.radians(max_slope_deg)) ** 2
+        out[:-1, :-1] = nz * nz >= cos2 * (nx * nx + ny * ny + nz * nz)
     return out
 
 
@@ -256,7 +284,7 @@ def top_face(centre_uv, surface, depth, depth_m, K, T_base_camera, params):
     surface point (a taller neighbour) are dropped.
     """
     h, w = depth_m.shape
-    r_px = int(np.ceil(1.5 * K[0, 0] * params.top_radius / max(depth, 1e-3)))
+    r_px = math.ceil(1.5 * K[0, 0] * params.top_radius / max(depth, 1e-3))
     u, v = int(round(centre_uv[0])), int(round(centre_uv[1]))
     v0, v1 = max(v - r_px, 0), min(v + r_px + 1, h)
     u0, u1 = max(u - r_px, 0), min(u + r_px + 1, w)
@@ -264,17 +292,14 @@ def top_face(centre_uv, surface, depth, depth_m, K, T_base_camera, params):
     patch = depth_m[v0:v1:step, u0:u1:step]
     keep = surface_component(patch, ((v - v0) / step, (u - u0) / step), depth,
                              params.depth_jump)
-    if not np.any(keep):
+    if not keep.any():
         return surface, surface[None]
-    vv, uu = np.mgrid[v0:v1:step, u0:u1:step]
-    uv = np.stack([uu.ravel(), vv.ravel()], axis=1).astype(float)
-    grid = transform_points(T_base_camera, backproject_pixels(uv, patch.ravel(), K))
+    cam = backproject_grid(patch, np.arange(u0, u1, step), np.arange(v0, v1, step), K)
+    grid = transform_points(T_base_camera, cam).reshape(cam.shape)
     # A top face faces up: a neighbour's side wall, flush with this object's side as the
     # camera sees them, joins the component without a depth step, but is not level.
-    flat = level_samples(grid.reshape(patch.shape + (3,)), params.max_top_slope_deg)
-    if np.any(keep & flat):
-        keep &= flat
-    all_pts = grid[keep.ravel()]
+    flat = keep & level_samples(grid, params.max_top_slope_deg)
+    all_pts = grid[flat if flat.any() else keep]
     # Far above the seen surface is another object (a taller neighbour), not this top.
     all_pts = all_pts[all_pts[:, 2] <= surface[2] + params.top_max_rise]
     xy, r2 = all_pts[:, :2], params.top_radius ** 2
@@ -286,8 +311,8 @@ def top_face(centre_uv, surface, depth, depth_m, K, T_base_camera, params):
         if len(pts) == 0:
             return centre, centre[None]
         top = pts[pts[:, 2] >= pts[:, 2].max() - params.top_band]
-        new = top.mean(axis=0)   # the band is top_band (4 mm) thin: mean, not median
-        moved = np.linalg.norm(new[:2] - centre[:2])
+        new = top.sum(axis=0) / len(top)   # the band is top_band (4 mm) thin: mean, not median
+        moved = math.hypot(new[0] - centre[0], new[1] - centre[1])
         centre = new
         if moved < 1e-3:
             break
@@ -308,24 +333,29 @@ def pads_on_face(position, across, face, inset):
     closing line (``across``, horizontal) -- then it moves in, or to the middle of a face
     narrower than two insets.
     """
-    d = np.array([across[0], across[1], 0.0])
-    if len(face) < 2 or np.linalg.norm(d) < 1e-6:
+    norm = math.hypot(across[0], across[1])
+    if len(face) < 2 or norm < 1e-6:
         return position
-    d /= np.linalg.norm(d)
+    d = np.array([across[0] / norm, across[1] / norm, 0.0])
     s = (face - position) @ d
-    lo, hi = s.min() + inset, s.max() - inset
-    shift = (s.min() + s.max()) / 2.0 if lo > hi else float(np.clip(0.0, lo, hi))
+    s_min, s_max = float(s.min()), float(s.max())
+    lo, hi = s_min + inset, s_max - inset
+    shift = (s_min + s_max) / 2.0 if lo > hi else min(max(0.0, lo), hi)
     return position + shift * d
 
 
-def finger_line(tips_uv, z_tcp, K, T_base_camera):
-    """Return the (2, 3) fingertips where their pixels' rays cross the height ``z_tcp``."""
+def finger_line(tips_uv, z_tcp, K, T_base_camera, rays=None):
+    """Return the (2, 3) fingertips where their pixels' rays cross the height ``z_tcp``.
+
+    ``rays``: the pixels' unit viewing rays (``viewing_rays_base``) when the caller has them.
+    """
     origin = np.asarray(T_base_camera, dtype=float)[:3, 3]
-    rays = viewing_rays_base(tips_uv, K, T_base_camera)
-    for uv, ray in zip(tips_uv, rays):
-        if ray[2] > -1e-3:
-            raise BackprojectionError(f'grasp fingertip at ({uv[0]:.1f}, {uv[1]:.1f}) looks '
-                                      f'above the horizon: no finger line')
+    rays = viewing_rays_base(tips_uv, K, T_base_camera) if rays is None else rays
+    up = rays[:, 2] > -1e-3
+    if up.any():
+        uv = np.asarray(tips_uv, dtype=float).reshape(-1, 2)[int(np.argmax(up))]
+        raise BackprojectionError(f'grasp fingertip at ({uv[0]:.1f}, {uv[1]:.1f}) looks '
+                                  f'above the horizon: no finger line')
     return origin + rays * ((z_tcp - origin[2]) / rays[:, 2])[:, None]
 
 
@@ -364,15 +394,14 @@ def _base_pixel_error(tips, approaches, bases_uv, K, T_camera_base):
     return np.sqrt(np.mean(np.sum((px.reshape(-1, 2, 2) - bases_uv) ** 2, axis=2), axis=1))
 
 
-def tilted_tcp(centre_uv, top, y_axis, K, T_base_camera):
-    """TCP of a tilted grasp: on the centre pixel's ray, in the object's mid-plane.
+def tilted_tcp(origin, ray, top, y_axis):
+    """TCP of a tilted grasp: on the centre pixel's ray (``origin``, unit ``ray``), mid-object.
 
     The contacts of a tilted grasp lie on the object's sides, so the TCP (between them)
     is in the vertical plane through the top face's centroid across the finger line; when
     the ray runs along that plane, the ray's point nearest the vertical through the
     centroid is used instead.
     """
-    origin, ray = viewing_ray_base(centre_uv, K, T_base_camera)
     if abs(ray @ y_axis) > 0.2:
         s = ((top - origin) @ y_axis) / (ray @ y_axis)
     else:
@@ -381,61 +410,69 @@ def tilted_tcp(centre_uv, top, y_axis, K, T_base_camera):
     return origin + max(s, 0.0) * ray
 
 
-def grasp_pose(grasp_uv, depth_m, K, T_base_camera, params=None, centre=None):
-    """Return (T_base_tcp, width, surface_point, depths) of a grasp from its 5 keypoints.
+def _keypoint_name(m, i, centre='grasp point 0'):
+    """Name of point ``i`` of m waypoints followed by the grasp keypoints, in refusals."""
+    if i < m:
+        return f'waypoint point {i}'
+    return centre if i == m else f'grasp point {i - m}'
 
-    ``centre``: (camera-frame point (1, 3), depth (1,)) of the centre keypoint when the
-    caller has lifted it already (with other points, in one pass).
-    """
-    params = params or BackprojectionParams()
-    grasp_uv = np.asarray(grasp_uv, dtype=float).reshape(-1, 2)
+
+def _check_grasp_count(grasp_uv):
     if len(grasp_uv) != len(gripper.KEYPOINT_NAMES):
         raise BackprojectionError(
             f'a grasp needs {len(gripper.KEYPOINT_NAMES)} keypoints, got {len(grasp_uv)}')
-    h, w = depth_m.shape
-    check_pixels(grasp_uv, w, h, 'grasp')
-    centre_cam, centre_depth = centre if centre is not None else lift_pixels(
-        grasp_uv[:1], depth_m, K, params.depth_window, 'grasp centre')
-    surface = transform_points(T_base_camera, centre_cam)[0]
 
+
+def grasp_pose(grasp_uv, depth_m, K, T_base_camera, params=None):
+    """Return (T_base_tcp, width, surface_point, depths (1,)) of a grasp from its 5 keypoints."""
+    target = lift_grasp_and_waypoints(grasp_uv, np.zeros((0, 2)), depth_m, K, T_base_camera,
+                                      params)
+    return target.T_base_tcp, target.width, target.surface_point, target.keypoints_depth
+
+
+def _grasp_from_rays(grasp_uv, surface, centre_depth, rays, depth_m, K, T_base_camera, params):
+    """Return (T_base_tcp, width) of checked grasp keypoints.
+
+    ``surface``: the centre keypoint's surface point (base frame) at camera depth
+    ``centre_depth``; ``rays``: the (5, 3) unit viewing rays of the keypoints.
+    """
     # Top-down first: the TCP grasp_depth below the local top face, on the centre pixel's
     # viewing ray (the centre keypoint is the TCP's projection; the top face's centroid is
     # biased toward the camera on objects wider than top_radius: 9 mm median error across
     # the closing line against the generator's grasps, 2.5 mm on the ray --
     # bench/bench_grasp_accuracy.py).
-    top, face = top_face(grasp_uv[0], surface, float(centre_depth[0]), depth_m, K,
-                         T_base_camera, params)
+    top, face = top_face(grasp_uv[0], surface, centre_depth, depth_m, K, T_base_camera,
+                         params)
     z_tcp = max(top[2] - params.grasp_depth, params.table_z + params.min_tcp_height)
-    position = finger_line(grasp_uv[:1], z_tcp, K, T_base_camera)[0]
+    position = finger_line(grasp_uv[:1], z_tcp, K, T_base_camera, rays[:1])[0]
 
     # Finger line: the fingertips lie level with the TCP (the closing line is horizontal,
     # tilted or not), so each tip is where its pixel's viewing ray crosses the TCP's height
     # (a constant camera depth would tilt the line whenever it runs along the image's
     # vertical).
-    tips_uv = grasp_uv[[3, 4]]
-    if np.linalg.norm(tips_uv[0] - tips_uv[1]) < params.min_finger_line_px:
+    tips_uv = grasp_uv[3:5]
+    if math.hypot(*(tips_uv[0] - tips_uv[1])) < params.min_finger_line_px:
         raise BackprojectionError('grasp fingertips coincide in the image: no finger line')
     for _ in range(2):
-        tips = finger_line(tips_uv, z_tcp, K, T_base_camera)
+        tips = finger_line(tips_uv, z_tcp, K, T_base_camera, rays[3:5])
         line = tips[0] - tips[1]
-        horizontal = np.array([line[0], line[1], 0.0])
-        if np.linalg.norm(horizontal) < 1e-4:
+        length = math.hypot(line[0], line[1])
+        if length < 1e-4:
             raise BackprojectionError('grasp finger line is vertical in the robot frame: no yaw')
-        y_axis = horizontal / np.linalg.norm(horizontal)
-        z_axis = fit_tilt(tips, grasp_uv[[1, 2]], y_axis, K, T_base_camera, params)
-        top_down = z_axis[2] < -np.cos(np.deg2rad(params.top_down_deg))
+        y_axis = np.array([line[0] / length, line[1] / length, 0.0])
+        z_axis = fit_tilt(tips, grasp_uv[1:3], y_axis, K, T_base_camera, params)
+        top_down = z_axis[2] < -math.cos(math.radians(params.top_down_deg))
         if top_down:
             break
         # Tilted: the TCP is not under the top face but on the centre ray, inside the object.
-        position = tilted_tcp(grasp_uv[0], top, y_axis, K, T_base_camera)
+        position = tilted_tcp(T_base_camera[:3, 3], rays[0], top, y_axis)
         position[2] = max(position[2], params.table_z + params.min_tcp_height)
         z_tcp = position[2]
     x_axis = cross3(y_axis, z_axis)
     if top_down:
         position = pads_on_face(position, x_axis, face, params.pad_inset)
     T = make_transform(np.stack([x_axis, y_axis, z_axis], axis=1), position)
-    width = float(np.linalg.norm(line))
-    return T, width, surface, centre_depth
+    return T, float(np.linalg.norm(line))
 
 
 def down_direction_px(goal_uv, K, T_base_camera):
@@ -502,10 +539,9 @@ def target_below(goal_uv, depth_m, K, T_base_camera, params=None):
 @functools.lru_cache(maxsize=8)
 def _pixel_rays(K_bytes, height, width, stride):
     """(h, w, 3) camera rays (x/z, y/z, 1) of every ``stride``-th pixel (cached per camera)."""
-    K = np.frombuffer(K_bytes).reshape(3, 3)
-    v, u = np.mgrid[0:height:stride, 0:width:stride].astype(float)
-    return np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)],
-                    axis=-1)
+    us, vs = np.arange(0, width, stride), np.arange(0, height, stride)
+    return backproject_grid(np.ones((len(vs), len(us))), us, vs,
+                            np.frombuffer(K_bytes).reshape(3, 3))
 
 
 def object_cloud(depth_m, K, T_base_camera, params):
@@ -710,28 +746,34 @@ def lift_keypoints(grasp_uv, waypoints_uv, depth_m, K, T_base_camera, params=Non
 
 
 def lift_grasp_and_waypoints(grasp_uv, waypoints_uv, depth_m, K, T_base_camera, params=None):
-    """Return a GraspTarget with the grasp pose, the waypoints' surface points and rays."""
+    """Return a GraspTarget with the grasp pose, the waypoints' surface points and rays.
+
+    All the keypoints in one pass: one image check, one depth lookup (the waypoints and the
+    grasp centre), one set of viewing rays.
+    """
     params = params or BackprojectionParams()
     depth_m = np.asarray(depth_m)  # float32 as published: a float64 copy costs ~0.3 ms
+    K = np.asarray(K, dtype=float)
+    T_base_camera = np.asarray(T_base_camera, dtype=float)
     grasp_uv = np.asarray(grasp_uv, dtype=float).reshape(-1, 2)
     waypoints_uv = np.asarray(waypoints_uv, dtype=float).reshape(-1, 2)
-    centre = None
-    waypoints, rays = np.zeros((0, 3)), np.zeros((0, 6))
-    if len(waypoints_uv) and len(grasp_uv):
-        # The waypoints with the grasp centre: one depth lookup for all of them.
-        names = [f'waypoint point {i}' for i in range(len(waypoints_uv))] + [
-            'grasp centre point 0']
-        pts_cam, depth = lift_pixels(np.vstack([waypoints_uv, grasp_uv[:1]]), depth_m, K,
-                                     params.depth_window, names)
-        centre = pts_cam[-1:], depth[-1:]
-        waypoints = transform_points(T_base_camera, pts_cam[:-1])
-        rays = np.hstack([np.broadcast_to(T_base_camera[:3, 3], waypoints_uv.shape[:1] + (3,)),
-                          viewing_rays_base(waypoints_uv, K, T_base_camera)])
-    T, width, surface, depths = grasp_pose(grasp_uv, depth_m, K, T_base_camera, params, centre)
-    if len(waypoints_uv):
-        depths = np.concatenate([depths, depth[:-1]])
-    return GraspTarget(T_base_tcp=T, width=width, surface_point=surface, waypoints=waypoints,
-                       waypoint_rays=rays, keypoints_depth=depths)
+    _check_grasp_count(grasp_uv)
+    m = len(waypoints_uv)
+    uv = np.concatenate([waypoints_uv, grasp_uv])
+    h, w = depth_m.shape
+    _refuse_outside(uv, functools.partial(_keypoint_name, m), w, h)
+    depth = sampled_depths(uv[:m + 1], depth_m, params.depth_window,
+                           functools.partial(_keypoint_name, m, centre='grasp centre point 0'))
+    rays = pixel_rays_base(uv, K, T_base_camera)
+    origin = T_base_camera[:3, 3]
+    points = origin + rays[:m + 1] * depth[:, None]
+    unit = rays / np.linalg.norm(rays, axis=1, keepdims=True)
+    T, width = _grasp_from_rays(grasp_uv, points[m], float(depth[m]), unit[m:], depth_m, K,
+                                T_base_camera, params)
+    return GraspTarget(T_base_tcp=T, width=width, surface_point=points[m],
+                       waypoints=points[:m],
+                       waypoint_rays=np.hstack([np.broadcast_to(origin, (m, 3)), unit[:m]]),
+                       keypoints_depth=np.concatenate([depth[m:], depth[:m]]))
 
 
 def locate_place(target, waypoints_uv, depth_m, K, T_base_camera, params=None):

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from bopask_gen.core.camera import (
+    backproject_grid,
     backproject_pixels,
     depth_to_points,
     intrinsics_from_fovy,
@@ -19,6 +20,21 @@ def test_project_then_backproject_round_trip():
     uv = project_points(pts, K)
     back = backproject_pixels(uv, pts[:, 2], K)
     np.testing.assert_allclose(back, pts, atol=1e-12)
+
+
+@pytest.mark.parametrize('skew', [0.0, 4.0])
+def test_backproject_grid_is_backproject_pixels_on_a_pixel_grid(skew):
+    Ks = K.copy()
+    Ks[0, 1] = skew
+    us, vs = np.arange(100, 131, 3), np.arange(50, 71, 5)
+    depth = np.random.default_rng(1).uniform(0.4, 1.2, size=(len(vs), len(us)))
+    vv, uu = np.meshgrid(vs, us, indexing='ij')
+    listed = backproject_pixels(np.stack([uu.ravel(), vv.ravel()], axis=1), depth.ravel(), Ks)
+    grid = backproject_grid(depth.astype(np.float32), us, vs, Ks)
+    assert grid.shape == (len(vs), len(us), 3)
+    np.testing.assert_allclose(grid.reshape(-1, 3), listed, rtol=1e-6)
+    np.testing.assert_allclose(project_points(grid.reshape(-1, 3), Ks),
+                               np.stack([uu.ravel(), vv.ravel()], axis=1), atol=1e-9)
 
 
 def test_projection_of_known_point():

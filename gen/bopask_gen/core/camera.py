@@ -32,14 +32,36 @@ def project_points(points_cam, K):
     return uv
 
 
+def _normalized_coords(u, v, K):
+    """Normalised image coordinates (x, y) = (X/Z, Y/Z) of pixel coordinates (broadcast)."""
+    y = (v - K[1, 2]) / K[1, 1]
+    x = (u - K[0, 2] - K[0, 1] * y) / K[0, 0]
+    return x, y
+
+
 def backproject_pixels(uv, depth, K):
     """Lift (N, 2) pixels with (N,) depths in metres to (N, 3) camera-frame points."""
     uv = np.asarray(uv, dtype=float).reshape(-1, 2)
     depth = np.asarray(depth, dtype=float).reshape(-1)
-    K = np.asarray(K, dtype=float)
-    y = (uv[:, 1] - K[1, 2]) / K[1, 1]
-    x = (uv[:, 0] - K[0, 2] - K[0, 1] * y) / K[0, 0]
+    x, y = _normalized_coords(uv[:, 0], uv[:, 1], np.asarray(K, dtype=float))
     return np.stack([x * depth, y * depth, depth], axis=1)
+
+
+def backproject_grid(depth, us, vs, K):
+    """Lift a depth grid to (H, W, 3) camera-frame points.
+
+    ``depth`` (H, W) holds the depths at the pixels of columns ``us`` (W,) and rows ``vs``
+    (H,), e.g. a strided patch of a depth image: ``backproject_pixels`` without listing the
+    pixels one by one.
+    """
+    depth = np.asarray(depth, dtype=float)
+    x, y = _normalized_coords(np.asarray(us, dtype=float)[None, :],
+                              np.asarray(vs, dtype=float)[:, None], np.asarray(K, dtype=float))
+    points = np.empty(depth.shape + (3,))
+    points[..., 0] = x * depth
+    points[..., 1] = y * depth
+    points[..., 2] = depth
+    return points
 
 
 def depth_to_points(depth_m, K, mask=None, stride=1):
