@@ -21,8 +21,11 @@ Geometry, and why:
 - The approach: the generator's grasps turn about the closing line away from straight down
   (up to 90 degrees); the finger-base pixels, ``FINGER_LENGTH`` behind the tips, tell the
   angle (``fit_tilt``, up to ``max_tilt_deg``, the least tilted angle that explains them).
-  A tilted grasp holds the object by its sides, so its TCP is where the centre pixel's ray
-  crosses the object's mid-plane across the fingers (``tilted_tcp``).
+  A tilted grasp holds the object by its sides, so its TCP is on the centre pixel's ray,
+  inside the object: level with the fingertip nearer the camera when the closing line runs
+  along the view (that finger's pad is on the surface the camera sees there:
+  ``near_tip_height``), else where the ray crosses the top face's mid-plane across the
+  fingers (``tilted_tcp``; a tall object's side has no top face near the grasp).
 - Waypoints are lifted to the surface they point at, and their viewing rays are kept: the
   generator's waypoints hang in the air (positions of the carried object), so the executor
   intersects the rays with its carrying height instead of trusting the surface behind them
@@ -42,6 +45,7 @@ Geometry, and why:
   goal's own surface point if none.
 """
 
+import dataclasses
 from dataclasses import dataclass, field
 import functools
 import math
@@ -89,6 +93,15 @@ class BackprojectionParams:
     place_target_radius: float = 0.12
     place_max_reach: float = 0.70
     place_min_reach: float = 0.32
+    # The hand at a place spot (with the grasp's orientation) must be within the arm's reach
+    # (``bopask_gen.sim.ik.ArmReach`` of the Panda) put down, lifted and backed out as the
+    # executor moves it (its lift_height and retreat_offset).
+    place_lift_height: float = 0.15
+    place_retreat_offset: float = 0.12
+    arm_shoulder: tuple = (0.0, 0.0, 0.333)
+    arm_wrist_reach: float = 0.719
+    arm_flange: float = 0.2104
+    arm_wrist_offset: float = 0.088
     robot_exclusion_radius: float = 0.25
     cloud_stride: int = 4
     top_radius: float = 0.04
@@ -211,8 +224,8 @@ def surface_component(patch, seed, seed_depth, jump):
     come apart while the near object keeps its edge. The component is that of the sample
     nearest ``seed`` (row, col) whose depth is within ``jump`` of ``seed_depth``.
     """
-    from scipy import ndimage
-    valid = np.isfinite(patch) & (patch > 0)
+    import cv2
+    valid = (patch > 0) & (patch < np.inf)       # NaN fails both
     d = np.where(valid, patch, 1e9)   # no depth: far behind everything (and cut anyway)
     cut = ~valid
     rows, cols = d[1:] - d[:-1], d[:, 1:] - d[:, :-1]   # next minus this sample
@@ -221,8 +234,9 @@ def surface_component(patch, seed, seed_depth, jump):
     cut[:-1] |= rows < -jump
     cut[:, 1:] |= cols > jump
     cut[:, :-1] |= cols < -jump
-    labels, n = ndimage.label(~cut)
-    if n == 0:
+    # 4-connected labels (as scipy.ndimage.label, a quarter of its time on these patches).
+    n, labels = cv2.connectedComponents((~cut).view(np.uint8), connectivity=4)
+    if n == 1:
         return np.zeros_like(valid)
     r, c = int(round(seed[0])), int(round(seed[1]))
     if (0 <= r < patch.shape[0] and 0 <= c < patch.shape[1] and labels[r, c]
@@ -410,6 +424,42 @@ def tilted_tcp(origin, ray, top, y_axis):
     return origin + max(s, 0.0) * ray
 
 
+NEAR_TIP_MIN_ALONG_VIEW = 0.2
+'''Least |cos| between the closing line and the centre's viewing ray for a finger to be in
+front of the object (``near_tip_height``).'''
+NEAR_TIP_SLACK = 0.01
+'''Metres the near fingertip's TCP may lie in front of the seen surface (across the fingers).'''
+
+
+def near_tip_height(tip_uv, tip_ray, centre_ray, y_axis, surface, depth_m, T_base_camera,
+                    params):
+    """Height of a tilted grasp's TCP from the fingertip nearer the camera, or None.
+
+    When the closing line runs along the view (``|centre_ray . y_axis|`` at least
+    ``NEAR_TIP_MIN_ALONG_VIEW``), one finger is in front of the object and its pad presses
+    on the surface the camera sees: the near tip's pixel (``tip_uv``, unit base-frame ray
+    ``tip_ray``) sees the object where that finger touches it, and the tips are level with
+    the TCP. This holds on an object's side, where the top face (``tilted_tcp``) is far
+    above or off-centre (a bottle's neck). None when the near tip has no depth, or the TCP
+    it gives would lie in front of the centre's seen ``surface`` point or farther behind
+    it, across the fingers, than half the hand's opening (the tip sees something else).
+    """
+    along = float(centre_ray @ y_axis)
+    if abs(along) < NEAR_TIP_MIN_ALONG_VIEW or centre_ray[2] > -1e-3:
+        return None
+    d = float(sample_depth(depth_m, np.asarray(tip_uv, dtype=float).reshape(1, 2),
+                           window=params.depth_window)[0])
+    if not math.isfinite(d) or d <= 0.0:
+        return None
+    origin, optical = T_base_camera[:3, 3], T_base_camera[:3, 2]
+    z = origin[2] + d * tip_ray[2] / float(tip_ray @ optical)   # camera depth d on the ray
+    # How far behind the seen surface the TCP at that height is, across the fingers.
+    behind = ((z - surface[2]) / centre_ray[2]) * abs(along)
+    if not -NEAR_TIP_SLACK <= behind <= gripper.MAX_OPENING / 2.0 + NEAR_TIP_SLACK:
+        return None
+    return z
+
+
 def _keypoint_name(m, i, centre='grasp point 0'):
     """Name of point ``i`` of m waypoints followed by the grasp keypoints, in refusals."""
     if i < m:
@@ -453,6 +503,7 @@ def _grasp_from_rays(grasp_uv, surface, centre_depth, rays, depth_m, K, T_base_c
     tips_uv = grasp_uv[3:5]
     if math.hypot(*(tips_uv[0] - tips_uv[1])) < params.min_finger_line_px:
         raise BackprojectionError('grasp fingertips coincide in the image: no finger line')
+    z_near = False   # the near fingertip's height: not looked up yet
     for _ in range(2):
         tips = finger_line(tips_uv, z_tcp, K, T_base_camera, rays[3:5])
         line = tips[0] - tips[1]
@@ -464,8 +515,18 @@ def _grasp_from_rays(grasp_uv, surface, centre_depth, rays, depth_m, K, T_base_c
         top_down = z_axis[2] < -math.cos(math.radians(params.top_down_deg))
         if top_down:
             break
-        # Tilted: the TCP is not under the top face but on the centre ray, inside the object.
-        position = tilted_tcp(T_base_camera[:3, 3], rays[0], top, y_axis)
+        # Tilted: the TCP is not under the top face but on the centre ray, inside the object:
+        # level with the near fingertip where one finger is in front (the finger line's
+        # direction does not depend on the height, so neither does this), else in the top
+        # face's mid-plane.
+        if z_near is False:
+            near = 1 if rays[0] @ y_axis > 0.0 else 0   # y points to the left tip (index 0)
+            z_near = near_tip_height(tips_uv[near], rays[3 + near], rays[0], y_axis, surface,
+                                     depth_m, T_base_camera, params)
+        if z_near is None:
+            position = tilted_tcp(T_base_camera[:3, 3], rays[0], top, y_axis)
+        else:
+            position = finger_line(grasp_uv[:1], z_near, K, T_base_camera, rays[:1])[0]
         position[2] = max(position[2], params.table_z + params.min_tcp_height)
         z_tcp = position[2]
     x_axis = cross3(y_axis, z_axis)
@@ -633,6 +694,30 @@ def _lookup(grid, cells, outside):
     return out
 
 
+def place_reachable(spot_xy, T_grasp, params):
+    """Whether the arm reaches the hand at each place spot (..., 2); bool (...,).
+
+    The horizontal reach alone is not enough: a tilted grasp puts the wrist up to the
+    flange length farther out than the TCP, and the executor also lifts the hand
+    ``place_lift_height`` above the spot (coming down onto it, at least that high) and
+    backs it out ``place_retreat_offset`` along the approach after letting go. The hand
+    keeps the grasp's orientation and height (the object is put down as it was held); each
+    of the three poses needs its wrist within ``arm_wrist_reach`` of the shoulder -- a
+    necessary condition (``bopask_gen.sim.ik.wrist_distances``), the executor's IK decides.
+    """
+    from bopask_gen.sim.ik import wrist_distances
+    T = np.asarray(T_grasp, dtype=float)
+    approach = T[:3, 2]
+    xy = np.asarray(spot_xy, dtype=float)
+    at = np.concatenate([xy, np.full(xy.shape[:-1] + (1,), T[2, 3])], axis=-1)
+    ok = np.ones(xy.shape[:-1], dtype=bool)
+    for offset in ([0.0, 0.0, 0.0], [0.0, 0.0, params.place_lift_height],
+                   -params.place_retreat_offset * approach):
+        ok &= wrist_distances(at + offset, approach, params.arm_shoulder, params.arm_flange,
+                              params.arm_wrist_offset) <= params.arm_wrist_reach
+    return ok
+
+
 def free_place(target, start_xy, cloud, params, n_directions=16, hand=None):
     """Where to put the held object down next to the target, or None.
 
@@ -650,7 +735,9 @@ def free_place(target, start_xy, cloud, params, n_directions=16, hand=None):
     objects that touch share a group, and a spot beside the far end of such a cluster is not
     next to the target.
     Spots whose TCP lies farther than ``place_max_reach`` horizontally from the robot base
-    (beyond a top-down hand's reach) or nearer than ``place_min_reach`` are not used.
+    (beyond a top-down hand's reach) or nearer than ``place_min_reach`` are not used; with
+    ``hand``, neither are those where the hand in the grasp's orientation would be out of
+    the arm's reach (``place_reachable``).
     Returns the (3,) TCP position to place at (horizontal: the grasp moved with its
     footprint; height: the target's), or None.
 
@@ -711,6 +798,8 @@ def free_place(target, start_xy, cloud, params, n_directions=16, hand=None):
     spot_xy = start_xy + (spot_cells - start_cell) * cell                # (D, R, 2)
     radius = np.hypot(spot_xy[..., 0], spot_xy[..., 1])
     hit |= (radius > params.place_max_reach) | (radius < params.place_min_reach)
+    if hand is not None:
+        hit |= ~place_reachable(spot_xy, hand[0], params)
     free = ~hit
     first = np.argmax(free, axis=1)                                  # (D,) first free spot
     ok = free[np.arange(len(dirs)), first]
@@ -767,12 +856,13 @@ def lift_grasp_and_waypoints(grasp_uv, waypoints_uv, depth_m, K, T_base_camera, 
     rays = pixel_rays_base(uv, K, T_base_camera)
     origin = T_base_camera[:3, 3]
     points = origin + rays[:m + 1] * depth[:, None]
-    unit = rays / np.linalg.norm(rays, axis=1, keepdims=True)
+    unit = rays / np.sqrt(np.add.reduce(rays * rays, axis=1))[:, None]
     T, width = _grasp_from_rays(grasp_uv, points[m], float(depth[m]), unit[m:], depth_m, K,
                                 T_base_camera, params)
+    waypoint_rays = np.empty((m, 6))     # (origin, unit direction) per waypoint
+    waypoint_rays[:, :3], waypoint_rays[:, 3:] = origin, unit[:m]
     return GraspTarget(T_base_tcp=T, width=width, surface_point=points[m],
-                       waypoints=points[:m],
-                       waypoint_rays=np.hstack([np.broadcast_to(origin, (m, 3)), unit[:m]]),
+                       waypoints=points[:m], waypoint_rays=waypoint_rays,
                        keypoints_depth=np.concatenate([depth[m:], depth[:m]]))
 
 
@@ -794,9 +884,20 @@ def locate_place(target, waypoints_uv, depth_m, K, T_base_camera, params=None):
     opening = min(target.width + 0.03, gripper.MAX_OPENING)
     place = free_place(goal, target.position, cloud, params, hand=(target.T_base_tcp, opening))
     if place is None:
+        # Say when the arm's reach (not the room around the target) left no spot: the
+        # hand's orientation, fixed by the grasp, is what puts those spots out of reach.
+        unlimited = dataclasses.replace(params, arm_wrist_reach=np.inf)
+        why = ''
+        if free_place(goal, target.position, cloud, unlimited,
+                      hand=(target.T_base_tcp, opening)) is not None:
+            why = (f': with this grasp (tilted {target.tilt_deg:.0f} deg) the free spots put '
+                   f"the wrist beyond the arm's reach ({params.arm_wrist_reach:.3f} m)")
+            # The same three hand poses at the grasp itself: grasp, lift, pre-grasp.
+            if not place_reachable(target.position[:2], target.T_base_tcp, params):
+                why += ', as does the grasp itself (its grasp, lift or pre-grasp pose)'
         raise BackprojectionError(
             f'no free spot within {params.place_max_gap:.2f} m of the target at '
-            f'({goal[0]:.3f}, {goal[1]:.3f}) m to put the object down')
+            f'({goal[0]:.3f}, {goal[1]:.3f}) m to put the object down{why}')
     target.target_point = goal
     target.place_point = place
     target.scene_top_z = float(cloud[:, 2].max()) if len(cloud) else params.table_z

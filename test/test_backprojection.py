@@ -16,7 +16,9 @@ from bopask_ros.backprojection import (
     BackprojectionError,
     BackprojectionParams,
     lift_keypoints,
+    near_tip_height,
     target_below,
+    viewing_rays_base,
 )
 
 W, H = 640, 480
@@ -136,6 +138,57 @@ def test_tilted_grasp_approach_is_recovered(T_bc, tilt_deg):
     assert abs(target.T_base_tcp[:3, 1] @ y) > np.cos(np.deg2rad(2.0))
     np.testing.assert_allclose(target.position, T_true[:3, 3], atol=0.01)
     assert target.width == pytest.approx(0.05, abs=0.004)
+
+
+TALL_LO, TALL_HI = np.array([0.47, 0.0, 0.0]), np.array([0.53, 0.10, 0.25])
+
+
+def side_grasp_of_a_tall_box(T_bc, tilt_deg=-55.0):
+    """(keypoint pixels, true TCP) of a grasp of a tall box's side, closing along the view.
+
+    Like the generator's grasps of a bleach bottle's body: the approach turned sideways,
+    the fingers on the faces the camera looks at and away from, the top 12 cm above.
+    """
+    y, down = np.array([1.0, 0.0, 0.0]), np.array([0.0, 0.0, -1.0])
+    t = np.deg2rad(tilt_deg)
+    z = np.cos(t) * down + np.sin(t) * np.cross(y, down)
+    T_true = make_transform(np.stack([np.cross(y, z), y, z], axis=1), [0.50, 0.08, 0.13])
+    width = TALL_HI[0] - TALL_LO[0]
+    uv = project_points(transform_points(invert_transform(T_bc),
+                                         gripper.grasp_keypoints(T_true, width)), K)
+    return uv, T_true
+
+
+def test_tilted_grasp_of_a_tall_objects_side_is_inside_the_object(T_bc):
+    # No top face near the grasp (the top is 12 cm up): the TCP is level with the fingertip
+    # in front of the object, which the camera sees on the near face -- not on the near face
+    # itself (the old lift: 4 cm short along the ray, the hand closed on nothing).
+    depth = render_depth(T_bc, ((TALL_LO, TALL_HI),))
+    uv, T_true = side_grasp_of_a_tall_box(T_bc)
+    target = lift_keypoints(uv, uv[:2], depth, K, T_bc)
+    np.testing.assert_allclose(target.position, T_true[:3, 3], atol=0.005)
+    angle = np.degrees(np.arccos(np.clip(target.approach @ T_true[:3, 2], -1.0, 1.0)))
+    assert angle < 5.0
+    assert target.width == pytest.approx(0.06, abs=0.004)
+
+
+def test_near_tip_seeing_the_table_is_not_used(T_bc):
+    # A near fingertip whose pixel sees past the object (the table beside it) says nothing
+    # about the TCP's height: None, and the top face's mid-plane is used instead.
+    depth = render_depth(T_bc, ((TALL_LO, TALL_HI),))
+    uv, T_true = side_grasp_of_a_tall_box(T_bc)
+    table_uv = project_points(transform_points(invert_transform(T_bc),
+                                               [[0.50, -0.08, 0.0]]), K)[0]
+    rays = viewing_rays_base(np.vstack([uv[:1], table_uv]), K, T_bc)
+    params = BackprojectionParams()
+    # The centre's seen surface: where its ray meets the near face (x = 0.53).
+    surface = T_bc[:3, 3] + rays[0] * (TALL_HI[0] - T_bc[0, 3]) / rays[0][0]
+    assert near_tip_height(table_uv, rays[1], rays[0], T_true[:3, 1], surface, depth, T_bc,
+                           params) is None
+    near_uv = uv[3]   # the left tip (+y = +x, toward the camera)
+    near_ray = viewing_rays_base(near_uv[None], K, T_bc)[0]
+    assert near_tip_height(near_uv, near_ray, rays[0], T_true[:3, 1], surface, depth, T_bc,
+                           params) == pytest.approx(T_true[2, 3], abs=0.003)
 
 
 def test_noisy_top_down_keypoints_stay_top_down(T_bc):
@@ -310,3 +363,59 @@ def test_cross3_is_the_cross_product():
     a, b = rng.normal(size=(4, 5, 3)), rng.normal(size=(4, 5, 3))
     np.testing.assert_allclose(cross3(a, b), np.cross(a, b), atol=1e-12)
     np.testing.assert_allclose(cross3([0.0, 1.0, 0.0], [0.0, 0.0, -1.0]), [-1.0, 0.0, 0.0])
+
+
+def test_place_out_of_reach_for_the_grasp_orientation_is_not_used():
+    from bopask_ros.backprojection import free_place, place_reachable
+    params = BackprojectionParams()
+    # Seed 2's mustard bottle, held 0.158 m up by a hand tilted 28 degrees toward the robot
+    # (its wrist 10 cm farther out than the TCP), to go next to the 0.24 m pitcher. The spot
+    # chosen with the horizontal limit alone (0.67 m out) put the hand out of the arm's
+    # reach once lifted to carry over the pitcher: the executor refused it.
+    T = np.array([[0.8772, 0.1482, -0.4567, 0.3678], [0.1314, -0.989, -0.0684, 0.0195],
+                  [-0.4617, 0.0, -0.887, 0.1583], [0.0, 0.0, 0.0, 1.0]])
+    assert np.hypot(0.563, 0.364) < params.place_max_reach
+    assert not place_reachable([0.563, 0.364], T, params)
+    target, start = np.array([0.606, 0.19, 0.241]), T[:2, 3]
+    cloud = np.vstack([disc_cloud(target, 0.06, z=0.241), disc_cloud(start, 0.03, z=0.19)])
+    # The open hand leans over the pitcher on its near side; the other sides are beyond
+    # the arm's reach with this hand: no spot (a clean refusal), where the horizontal limit
+    # alone gave one.
+    unlimited = BackprojectionParams(arm_wrist_reach=10.0)
+    far = free_place(target, start, cloud, unlimited, hand=(T, 0.07))
+    assert far is not None and not place_reachable(far[:2], T, params)
+    assert free_place(target, start, cloud, params, hand=(T, 0.07)) is None
+    # Seed 0's potted meat can, grasped 0.644 m out tilted 58 degrees toward the robot: out
+    # of reach where it stands already (the executor refuses the grasp itself).
+    z = np.array([-0.828, 0.167, -0.535])
+    x = np.cross([0.0, 0.0, 1.0], z) / np.linalg.norm(np.cross([0.0, 0.0, 1.0], z))
+    far_grasp = make_transform(np.stack([x, np.cross(z, x), z], axis=1), [0.644, -0.029, 0.052])
+    assert not place_reachable([0.644, -0.029], far_grasp, params)
+    # A top-down hand is within reach over the whole usable ring at table height.
+    fy, fz = np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, -1.0])
+    down = make_transform(np.stack([np.cross(fy, fz), fy, fz], axis=1), [0.4, 0.0, 0.05])
+    a = np.linspace(-np.pi / 2, np.pi / 2, 19)
+    for r in (params.place_min_reach, 0.5, params.place_max_reach):
+        assert np.all(place_reachable(np.stack([r * np.cos(a), r * np.sin(a)], 1), down, params))
+
+
+def test_no_place_in_the_arms_reach_is_refused_saying_so(T_bc):
+    depth = render_depth(T_bc)
+    uv = grasp_beside_the_box(T_bc)   # the box is the target
+    goal = project_points(transform_points(invert_transform(T_bc), [[0.5, 0.05, 0.2]]), K)
+    waypoints = np.vstack([uv[:1], goal])
+    assert lift_keypoints(uv, waypoints, depth, K, T_bc).place_point is not None
+    short = BackprojectionParams(arm_wrist_reach=0.3)   # an arm reaching nowhere there
+    with pytest.raises(BackprojectionError, match=r'no free spot .* to put the object down: '
+                                                  r'with this grasp \(tilted 0 deg\) the free '
+                                                  r"spots put the wrist beyond the arm's reach"):
+        lift_keypoints(uv, waypoints, depth, K, T_bc, short)
+
+
+def test_place_reach_defaults_are_the_arms():
+    from bopask_gen.sim.ik import PandaIK
+    reach, params = PandaIK().reach, BackprojectionParams()
+    np.testing.assert_allclose(params.arm_shoulder, reach.shoulder, atol=1e-3)
+    assert params.arm_wrist_reach == pytest.approx(reach.wrist, abs=1e-3)
+    assert params.arm_flange == pytest.approx(reach.flange, abs=1e-3)
+    assert params.arm_wrist_offset == pytest.approx(reach.offset, abs=1e-3)

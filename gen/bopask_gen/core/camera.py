@@ -85,11 +85,8 @@ def depth_to_points(depth_m, K, mask=None, stride=1):
 def pixels_inside(uv, width, height):
     """Return a boolean (N,) array: pixel centre inside the image (finite and in bounds)."""
     uv = np.asarray(uv, dtype=float).reshape(-1, 2)
-    finite = np.all(np.isfinite(uv), axis=1)
-    with np.errstate(invalid='ignore'):
-        inside = (uv[:, 0] >= -0.5) & (uv[:, 0] < width - 0.5)
-        inside &= (uv[:, 1] >= -0.5) & (uv[:, 1] < height - 0.5)
-    return finite & inside
+    # NaN fails every comparison and +-inf the bounds: no separate finiteness test.
+    return ((uv >= -0.5) & (uv < (width - 0.5, height - 0.5))).all(axis=1)
 
 
 def sample_depth(depth_m, uv, window=5):
@@ -107,21 +104,20 @@ def sample_depth(depth_m, uv, window=5):
     half = max(int(window) // 2, 0)
     inside = pixels_inside(uv, w, h)
     offsets = np.arange(-half, half + 1)
-    centre = np.round(np.where(inside[:, None], uv, 0.0)).astype(int)
-    uu = centre[:, 0, None, None] + offsets[None, None, :]          # (N, 1, W)
-    vv = centre[:, 1, None, None] + offsets[None, :, None]          # (N, W, 1)
-    in_image = (uu >= 0) & (uu < w) & (vv >= 0) & (vv < h)
-    patch = depth_m[vv.clip(0, h - 1), uu.clip(0, w - 1)].astype(float)
-    with np.errstate(invalid='ignore'):
-        good = in_image & np.isfinite(patch) & (patch > 0) & inside[:, None, None]
-    # Median of the valid values per patch: sorted with the invalid ones last (as NaN).
-    vals = np.sort(np.where(good, patch, np.nan).reshape(len(uv), -1), axis=1)
-    n = good.reshape(len(uv), -1).sum(axis=1)
+    centre = np.where(inside[:, None], uv, 0.0).round().astype(int)
+    uu = centre[:, 0, None, None] + offsets                         # (N, 1, W)
+    vv = centre[:, 1, None, None] + offsets[:, None]                # (N, W, 1)
+    uc, vc = np.minimum(np.maximum(uu, 0), w - 1), np.minimum(np.maximum(vv, 0), h - 1)
+    patch = depth_m[vc, uc].astype(float)
+    # Valid: in the image (not a clipped copy), positive and finite (NaN fails both).
+    good = (uu == uc) & (vv == vc) & (patch > 0) & (patch < np.inf) & inside[:, None, None]
+    # Median of the valid values per patch: sorted with the invalid ones last (as NaN); a
+    # patch with none gives NaN.
+    vals = np.where(good, patch, np.nan).reshape(len(uv), -1)
+    vals.sort(axis=1)
+    n = np.count_nonzero(good.reshape(len(uv), -1), axis=1)
     rows = np.arange(len(uv))
-    lo, hi = np.maximum((n - 1) // 2, 0), np.maximum(n // 2, 0)
-    out = (vals[rows, lo] + vals[rows, hi]) / 2.0
-    out[n == 0] = np.nan
-    return out
+    return (vals[rows, np.maximum(n - 1, 0) // 2] + vals[rows, n // 2]) / 2.0
 
 
 def mesh_silhouette(vertices_cam, faces, K, width, height):
