@@ -15,7 +15,10 @@ lowered from at least ``carry_clearance`` above the target's top. The carrying h
 tried from high (the object's bottom over the whole scene, then over the target) to low
 (``CARRY_TIERS``): the first one the arm can reach is planned. Carry poses beyond the arm's
 reach fall back to the waypoints' surface points or are skipped; over the whole scene, a
-carry pose without an IK solution is left out (nothing is in the way there).
+carry pose without an IK solution is left out (nothing is in the way there). When no
+carrying height works through the arm configuration the solver finds from the arm's pose
+(near the robot's base: the wrist turns over on the way down or up), the grasp's other IK
+branches are tried (``grasp_configurations``).
 """
 
 from dataclasses import dataclass, field
@@ -315,9 +318,11 @@ def plan_pick_place(T_grasp, waypoints, q_start, ik, params=None, target_point=N
     ``cartesian_targets``: outside the workspace or out of reach) are listed in
     ``skipped``. The carrying height is the highest of ``CARRY_TIERS`` that the arm
     reaches (workspace box and IK), each tried with both yaws; the first tier's error is
-    raised when none works. Carrying above the whole scene (``'scene'``), nothing is in
-    the way: an intermediate waypoint the arm has no IK solution for there is left out
-    (the arm goes straight on to the next) and listed in ``dropped``.
+    raised when none works -- after the grasp's other arm configurations were tried
+    (``grasp_configurations``; only with ``ik.joint_limits``): each a pick and place solved
+    from that grasp configuration out. Carrying above the whole scene (``'scene'``),
+    nothing is in the way: an intermediate waypoint the arm has no IK solution for there is
+    left out (the arm goes straight on to the next) and listed in ``dropped``.
     """
     params = params or ExecutorParams()
     skipped = [] if skipped is None else skipped
@@ -337,7 +342,7 @@ def plan_pick_place(T_grasp, waypoints, q_start, ik, params=None, target_point=N
     # from the carrying height.
     tiers = [t for t in CARRY_TIERS if t != 'scene' or
              (params.carry_over_scene and scene_top_z is not None)]
-    tried, solved = [], {}
+    tried, solved, plannable = [], {}, []
     for carry in tiers:
         for T in candidates:
             del skipped[:]
@@ -354,6 +359,7 @@ def plan_pick_place(T_grasp, waypoints, q_start, ik, params=None, target_point=N
                 check_workspace([P[:3, 3] for _, poses in targets for P in poses], names,
                                 params)
                 tried.append(key)
+                plannable.append((T, targets, list(skipped), carried, carry == 'scene'))
                 droppable = range(len(carried)) if carry == 'scene' else ()
                 kept = []
                 steps = _solve_steps(targets, q_start, ik, params, width, solved, droppable,
@@ -362,7 +368,87 @@ def plan_pick_place(T_grasp, waypoints, q_start, ik, params=None, target_point=N
                 return steps
             except (IKError, WorkspaceError) as exc:
                 first_error = first_error or exc
+    # Near the robot's base (or at the edge of its reach) the configuration the solver
+    # settles in from the arm's pose can be one from which the approach or the lift turns
+    # the wrist over (a configuration change mid-line), while another branch of the same
+    # grasp -- the redundant arm has several -- follows both lines. Only now (the plans
+    # above are unchanged): the grasp's configurations from random starts, each tried
+    # through every carry height, the nearest the arm's pose first. The move to the
+    # pre-grasp is free in joint space (nothing checks collisions): to another branch it
+    # can swing the hand down through the scene, so a branch is taken only when the hand
+    # stays above the pre-grasp (clear of the object, ``pregrasp_offset`` above it) on the
+    # way there.
+    for T in candidates:
+        options = [o for o in plannable if o[0] is T]
+        for q_grasp in grasp_configurations(ik, T, q_start) if options else ():
+            for _, targets, skips, carried, over_scene in options:
+                kept = []
+                try:
+                    steps = _solve_steps(targets, q_start, ik, params, width, solved,
+                                         range(len(carried)) if over_scene else (), kept,
+                                         q_grasp=q_grasp)
+                except IKError:
+                    continue
+                if not free_move_stays_above(ik, q_start, steps[0].positions[-1],
+                                             targets[0][1][-1][2, 3]):
+                    break   # the other carry heights start with the same free move
+                skipped[:] = skips
+                dropped[:] = [carried[k] for k in range(len(carried)) if k not in kept]
+                return steps
+    if isinstance(first_error, IKError) and reachable is not None and not reachable(T_grasp):
+        # Both yaws share the approach, and so the wrist's place: no carry height or arm
+        # configuration changes that (a steeply tilted grasp on the far side of an object
+        # puts the wrist beyond it). Said, so that the refusal points at the grasp.
+        g = T_grasp[:3, 3]
+        tilt = np.degrees(np.arccos(np.clip(-T_grasp[2, 2], -1.0, 1.0)))
+        raise IKError(f'{first_error}; the grasp at ({g[0]:.3f}, {g[1]:.3f}, {g[2]:.3f}) m, '
+                      f"tilted {tilt:.0f} deg, is itself out of the arm's reach") from None
     raise first_error
+
+
+def free_move_stays_above(ik, q_from, q_to, z_min, n=20, tolerance=0.01):
+    """Whether the hand stays above ``z_min`` moving straight in joint space (or no FK).
+
+    The TCP and the wrist end of the hand (``WRIST_BEHIND_TCP`` back along the approach)
+    at ``n`` points of the joint-space line, at most ``tolerance`` below ``z_min``.
+    """
+    if not hasattr(ik, 'forward'):
+        return True
+    q_from, q_to = np.asarray(q_from, dtype=float), np.asarray(q_to, dtype=float)
+    for t in np.linspace(0.0, 1.0, n + 1):
+        T = np.asarray(ik.forward(q_from + t * (q_to - q_from)))
+        low = min(T[2, 3], T[2, 3] - WRIST_BEHIND_TCP * T[2, 2])
+        if low < z_min - tolerance:
+            return False
+    return True
+
+
+WRIST_BEHIND_TCP = 0.21
+'''Metres from the TCP back to the Panda's wrist along the approach (its hand's length).'''
+
+GRASP_SEEDS = 24
+'''Random starts of the grasp configuration search (``grasp_configurations``).'''
+
+
+def grasp_configurations(ik, T_grasp, q_start, n_seeds=GRASP_SEEDS, distinct=0.2):
+    """Distinct IK solutions (7,) of ``T_grasp`` from random starts, nearest ``q_start`` first.
+
+    Needs ``ik.joint_limits`` ((lower, upper) arrays; none without it). The starts are drawn
+    from a fixed seed: a plan is repeatable. Solutions within ``distinct`` radians (every
+    joint) of one already found are the same branch and left out.
+    """
+    limits = getattr(ik, 'joint_limits', None)
+    if limits is None:
+        return []
+    lower, upper = (np.asarray(v, dtype=float) for v in limits)
+    rng = np.random.default_rng(0)
+    found = []
+    for _ in range(n_seeds):
+        q = ik.solve(T_grasp, rng.uniform(lower, upper), 0)
+        if q is not None and all(np.max(np.abs(q - f)) > distinct for f in found):
+            found.append(np.asarray(q, dtype=float))
+    q_start = np.asarray(q_start, dtype=float)
+    return sorted(found, key=lambda q: float(np.max(np.abs(q - q_start))))
 
 
 def _solve_cached(solved, key, *args, solve=solve_path, **kwargs):
@@ -379,15 +465,16 @@ def _solve_cached(solved, key, *args, solve=solve_path, **kwargs):
     return solved[key]
 
 
-def _approach_from_grasp(ik, T_pre, T_grasp, q_start, params):
+def _approach_from_grasp(ik, T_pre, T_grasp, q_start, params, q_grasp=None):
     """(pre-grasp path (1, 7), approach path) solved from the grasp up; raise IKError.
 
     The grasp configuration is solved first (random restarts allowed, as for a pre-grasp),
-    then the straight line up to the pre-grasp seeded by it, and the approach is that path
-    reversed: the pre-grasp configuration is then one the arm comes down from without a
-    configuration change.
+    or given (``q_grasp``), then the straight line up to the pre-grasp seeded by it, and
+    the approach is that path reversed: the pre-grasp configuration is then one the arm
+    comes down from without a configuration change.
     """
-    grasp = solve_path(ik, [T_grasp], q_start, 'approach', restarts=3)
+    grasp = solve_path(ik, [T_grasp], q_start, 'approach', restarts=3) if q_grasp is None \
+        else np.asarray(q_grasp, dtype=float).reshape(1, 7)
     up = interpolate_line(T_grasp, T_pre, params.cartesian_step)
     path_up = solve_path(ik, up, grasp[-1], 'approach', params.max_joint_jump, T_from=T_grasp)
     return path_up[-1:], np.vstack([path_up[-2::-1], grasp])
@@ -433,10 +520,18 @@ def _solve_carry(ik, T_from, poses, q, params, solved, droppable=(), kept=None):
 
 
 def _solve_steps(targets, q_start, ik, params, width=None, solved=None, droppable=(),
-                 kept=None):
+                 kept=None, q_grasp=None):
     # ``droppable``, ``kept``: indices of the carry poses that may be left out, and those
-    # kept (see ``_solve_carry``).
+    # kept (see ``_solve_carry``). ``q_grasp``: the grasp configuration to plan through
+    # (pre-grasp and approach then solved from it up, see ``_approach_from_grasp``).
     solved = {} if solved is None else solved
+    from_grasp = None
+    if q_grasp is not None:
+        T_pre, T_grasp = targets[0][1][-1], targets[1][1][-1]
+        key = ('approach from', np.asarray(q_grasp, float).tobytes(),
+               np.asarray(T_pre).tobytes(), np.asarray(T_grasp).tobytes())
+        from_grasp = _solve_cached(solved, key, ik, T_pre, T_grasp, q_start, params,
+                                   q_grasp, solve=_approach_from_grasp)
     opening = params.open_width if width is None else \
         min(params.open_width, float(width) + 2.0 * params.open_margin)
     steps = []
@@ -450,6 +545,8 @@ def _solve_steps(targets, q_start, ik, params, width=None, solved=None, droppabl
             if kept is not None:
                 kept[:] = keep
             poses = [poses[k] for k in keep]
+        elif from_grasp is not None and name in ('pre-grasp', 'approach'):
+            path = from_grasp[0] if name == 'pre-grasp' else from_grasp[1]
         else:
             if name in ('approach', 'lift', 'place', 'retreat') and T_prev is not None:
                 dense = interpolate_line(T_prev, poses[-1], params.cartesian_step)

@@ -73,6 +73,8 @@ class MinkIK:
         from bopask_gen.sim.ik import PandaIK
         self._ik = PandaIK()  # base at the origin: targets in the robot base frame
         self.last_message = ''
+        # (lower, upper) joint angles: random starts of the grasp configuration search.
+        self.joint_limits = (self._ik.lower.copy(), self._ik.upper.copy())
 
     def solve(self, T_base_tcp, q_seed, restarts=0):
         """Return joint angles (7,) or None (``last_message`` says why)."""

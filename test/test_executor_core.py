@@ -147,12 +147,11 @@ def test_a_pose_too_far_from_its_seed_is_reached_through_midpoints():
         solve_path(ShortReachIK(), steps, np.zeros(7), 'lift')
 
 
-def far_reach_request():
+def far_reach_request(name='executor_request_far_reach.json'):
     """Failure D of issue 5 (see the fixture's description), and the node's parameters."""
     import json
     from pathlib import Path
-    data = json.loads((Path(__file__).parent / 'data' / 'executor_request_far_reach.json')
-                      .read_text())
+    data = json.loads((Path(__file__).parent / 'data' / name).read_text())
     params = dict(data['executor_parameters'])
     params = ExecutorParams(**{k: tuple(v) if isinstance(v, list) else v
                                for k, v in params.items()})
@@ -267,3 +266,67 @@ def test_approach_near_the_base_is_solved_from_the_grasp_up():
     path = np.vstack([pre.positions[-1:], approach.positions])
     assert np.max(np.abs(np.diff(path, axis=0))) <= params.max_joint_jump
     np.testing.assert_allclose(ik.forward(approach.positions[-1])[:3, 3], T[:3, 3], atol=2e-3)
+
+
+def test_near_base_grasp_is_planned_through_another_arm_configuration():
+    # A top-down grasp 0.285 m from the base (seed 2's potted meat can): from the arm's
+    # pose the solver settles in a configuration whose straight way down (and lift) turns
+    # the wrist over (a 0.7 rad jump), the same from the grasp up. Another IK branch of the
+    # grasp follows both lines: the plan goes through it, with no joint jump anywhere.
+    ik = MinkIK()
+    fy, fz = np.array([np.cos(np.deg2rad(15.0)), np.sin(np.deg2rad(15.0)), 0.0]), \
+        np.array([0.0, 0.0, -1.0])
+    T = make_transform(np.stack([np.cross(fy, fz), fy, fz], axis=1), [0.285, 0.018, 0.05])
+    params = ExecutorParams(workspace_min=(0.2, -0.5, 0.005), workspace_max=(0.85, 0.5, 0.6))
+    args = (T, np.array([[0.285, 0.02, 0.1], [0.5, 0.2, 0.05]]), robot.HOME_Q)
+    plain = MinkIK()
+    plain.joint_limits = None   # no configuration search: the refusal seen in the sim
+    with pytest.raises(IKError, match='configuration change'):
+        plan_pick_place(*args, plain, params, place=np.array([0.5, 0.1, 0.05]))
+    steps = plan_pick_place(*args, ik, params, place=np.array([0.5, 0.1, 0.05]))
+    path = np.vstack([s.positions for s in steps if s.kind == 'arm'])
+    free = len(steps[0].positions)   # the pre-grasp is a free move from the arm's pose
+    assert np.max(np.abs(np.diff(path[free - 1:], axis=0))) <= params.max_joint_jump
+    approach = next(s for s in steps if s.name == 'approach')
+    np.testing.assert_allclose(ik.forward(approach.positions[-1])[:3, 3], T[:3, 3], atol=2e-3)
+    assert np.all(path >= ik.joint_limits[0] - 1e-6) and np.all(path <= ik.joint_limits[1] + 1e-6)
+    # The free move to the other branch keeps the hand above the pre-grasp (a branch whose
+    # move swung the hand down by the base knocked the can away in the sim).
+    pre_z = steps[0].targets[-1][2, 3]
+    for t in np.linspace(0.0, 1.0, 41):
+        T_t = ik.forward(robot.HOME_Q + t * (steps[0].positions[-1] - robot.HOME_Q))
+        assert T_t[2, 3] > pre_z - 0.011
+    from bopask_ros.executor import free_move_stays_above
+    low = np.array([2.16, 1.76, -1.23, -2.93, 1.95, 1.45, 1.13])   # such a branch
+    assert not free_move_stays_above(ik, robot.HOME_Q, low, pre_z)
+
+
+def test_recorded_near_base_request_is_planned(ik):
+    # Seed 2's potted meat can by the robot's base (see the fixture's description): every
+    # carry height and yaw was refused with a configuration change at the lift.
+    req, params = far_reach_request('executor_request_near_base.json')
+    steps = plan_request(req, params, ik)
+    arm = [s for s in steps if s.kind == 'arm']
+    path = np.vstack([s.positions for s in arm])
+    assert np.max(np.abs(np.diff(path[len(arm[0].positions) - 1:], axis=0))) <= \
+        params.max_joint_jump
+    for step in arm:
+        np.testing.assert_allclose(ik.forward(step.positions[-1])[:3, 3],
+                                   step.targets[-1][:3, 3], atol=2e-3)
+
+
+def test_grasp_out_of_reach_is_refused_as_such(ik):
+    # Seed 0's potted meat can: grasped 0.644 m out, tilted 58 degrees toward the robot
+    # (the hand beyond the can). The grasp itself puts the wrist 0.78 m from the shoulder
+    # (the arm reaches 0.72 m): the refusal says so, not only that the pre-grasp failed.
+    g, pre = np.array([0.644, -0.029, 0.052]), np.array([0.743, -0.049, 0.116])
+    z = (g - pre) / np.linalg.norm(g - pre)
+    x = np.cross([0.0, 0.0, 1.0], z)
+    x /= np.linalg.norm(x)
+    T = make_transform(np.stack([x, np.cross(z, x), z], axis=1), g)
+    assert ik._ik.wrist_distance(T) > ik._ik.reach.wrist + 0.05
+    with pytest.raises(IKError, match=r'IK failed for pre-grasp.*; the grasp at \(0.644, '
+                                      r"-0.029, 0.052\) m, tilted 58 deg, is itself out of "
+                                      r"the arm's reach"):
+        plan_pick_place(T, np.array([[0.644, -0.029, 0.1], [0.5, 0.2, 0.05]]), robot.HOME_Q,
+                        ik, ExecutorParams(), place=np.array([0.5, 0.1, 0.05]))

@@ -79,11 +79,8 @@ class PandaIK:
         along its approach, ``reach.offset`` off the axis (joint 7 turns it round).
         """
         r = self.reach
-        z = T_base_tcp[:3, 2]
-        v = T_base_tcp[:3, 3] - r.flange * z - r.shoulder
-        along = v @ z
-        across = np.linalg.norm(v - along * z)
-        return float(np.hypot(along, max(across - r.offset, 0.0)))
+        return float(wrist_distances(T_base_tcp[:3, 3], T_base_tcp[:3, 2], r.shoulder,
+                                     r.flange, r.offset))
 
     def reachable(self, T_world_tcp):
         """False when ``T_world_tcp`` is surely out of reach (microseconds, no iterations).
@@ -235,6 +232,21 @@ def arm_reach(model):
             raise ValueError(f"the TCP site {robot.TCP_SITE!r} is off joint 7's axis: the "
                              f'reach check assumes a hand centred on the flange')
     return ArmReach(shoulder, wrist, flange, offset)
+
+
+def wrist_distances(positions, approach, shoulder, flange, offset):
+    """Least shoulder -> wrist (joint 6) distances (...,) for TCP ``positions`` (..., 3).
+
+    All with the same ``approach`` (3,) (see ``ArmReach`` for the other arguments): the
+    wrist lies on a circle of radius ``offset`` around the flange axis, ``flange`` behind
+    the TCP along its approach (joint 7 turns it round). Pure geometry, vectorised: also
+    used where no kinematic model is loaded (the backprojection's place search).
+    """
+    z = np.asarray(approach, dtype=float)
+    v = np.asarray(positions, dtype=float) - flange * z - np.asarray(shoulder, dtype=float)
+    along = v @ z
+    across = np.linalg.norm(v - along[..., None] * z, axis=-1)
+    return np.hypot(along, np.maximum(across - offset, 0.0))
 
 
 @functools.lru_cache(maxsize=1)
