@@ -197,6 +197,11 @@ class SeededOracleBackend(OracleBackend):
                 self._cache = {}  # the scene's grasp candidates depend on the rng too
         return super().answer(image_rgb, question, request)
 
+    def _rng(self, *parts):
+        # Seeded per (frame stamp, command) in ``answer`` instead: a bag's frames keep their
+        # stamps, and the graph and the scorer see the same frames.
+        return self.rng
+
     def grasp_points(self, scene, obj):
         """OracleBackend's grasp (remembered in ``last_grasp``), perturbed."""
         from bopask_gen.generator.grasps import top_grasps

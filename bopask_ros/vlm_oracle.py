@@ -11,6 +11,11 @@ status lines name it ``oracle``.
 Objects less visible than the generator's ``min_visib`` (15 %) are refused, as the generator
 asks nothing about them.
 
+Answers are a function of the scene and the command, as a model decoding greedily gives: the
+random draws of the annotators (grasp sampling, path planning) are seeded from the base
+``seed``, the objects' poses (to the millimetre) and the command's text, not from what was
+asked before -- a replayed episode gets the answers of its first run.
+
 Grasp choice: among the generator's top collision-free grasps whose centre pixel lies on the
 object's visible mask (a model points at what it sees), the one whose approach is
 nearest straight down (ties keep the generator's ranking). If even that one is tilted more
@@ -22,6 +27,7 @@ import itertools
 from pathlib import Path
 import tempfile
 import threading
+import zlib
 
 import numpy as np
 
@@ -51,6 +57,23 @@ def choose_grasp(tilts, max_tilt, tie_deg=TILT_TIE_DEG):
                           f'(least tilt {np.degrees(least):.0f} deg > '
                           f'{np.degrees(max_tilt):.0f} deg)')
     return next(i for i, t in enumerate(tilts) if t <= least + np.deg2rad(tie_deg))
+
+
+def poses_digest(obj_ids, poses):
+    """An int from object ids and 4x4 poses: translations to 1 mm, rotations to 0.01.
+
+    The simulator settles a scene the same way each run, so a replayed scene gives the same
+    digest (a pose just on a rounding boundary aside).
+    """
+    scale = np.array([100.0, 100.0, 100.0, 1000.0])
+    parts = [np.asarray(obj_ids, dtype=np.int64).tobytes()]
+    parts += [np.round(np.asarray(T, dtype=float)[:3, :4] * scale).astype(np.int64).tobytes()
+              for T in poses]
+    return zlib.crc32(b''.join(parts))
+
+
+TASK_CODES = {'grasp': 1, 'trajectory': 2}
+'''Per-question part of an answer's seed.'''
 
 
 def match_object(phrase, candidates):
@@ -86,7 +109,9 @@ class OracleBackend:
         from bopask_gen.generator.names import load_name_table
         self.runtime = runtime
         self.coords = coords
+        self.seed = int(seed)
         self.rng = np.random.default_rng(seed)
+        self._digest = 0          # of the cached scene's object poses (``poses_digest``)
         self.max_tilt = np.deg2rad(max_tilt_deg)
         self.grasp_candidates = int(grasp_candidates)
         self.hidden_grasp_candidates = int(hidden_grasp_candidates)
@@ -129,7 +154,11 @@ class OracleBackend:
             self._write_models()
         T_cw = invert_transform(frame.T_world_camera)
         instances = []
-        for inst in self._snapshot(frame):
+        snapshot = self._snapshot(frame)
+        self._digest = poses_digest([i['obj_id'] for i in snapshot],
+                                    [i['T_world_obj'] for i in snapshot])
+        self.rng = self._rng(self._digest)
+        for inst in snapshot:
             instances.append({'obj_id': inst['obj_id'], 'T_m2c': T_cw @ inst['T_world_obj'],
                               'mask': inst['mask'], 'mask_visib': inst['mask_visib']})
         scene_id = next(self._scene_ids)
@@ -141,6 +170,10 @@ class OracleBackend:
         scene = build_scene_geometry(dataset, bop_frame, rng=self.rng)
         self._cache = {key: scene}  # one frame at a time is enough
         return scene
+
+    def _rng(self, *parts):
+        """The random generator of a scene (``parts``: its digest) or of one answer."""
+        return np.random.default_rng([self.seed, *parts])
 
     def _object(self, scene, phrase):
         candidates = {o.gt_index: self.names.aliases(o.obj_id) for o in scene.objects}
@@ -204,6 +237,8 @@ class OracleBackend:
                 raise OracleError('the oracle needs the simulator frame the image came from')
             scene = self.scene_for(frame)
             command = request['command']
+            self.rng = self._rng(self._digest, zlib.crc32(str(command.text).encode()),
+                                 TASK_CODES.get(request.get('task'), 0))
             obj = self._object(scene, command.object_name)
             if request.get('task') == 'grasp':
                 pts = self.grasp_points(scene, obj)
