@@ -11,10 +11,11 @@ status lines name it ``oracle``.
 Objects less visible than the generator's ``min_visib`` (15 %) are refused, as the generator
 asks nothing about them.
 
-Answers are a function of the scene and the command, as a model decoding greedily gives: the
-random draws of the annotators (grasp sampling, path planning) are seeded from the base
-``seed``, the objects' poses (to the millimetre) and the command's text, not from what was
-asked before -- a replayed episode gets the answers of its first run.
+Answers depend on the scene and the command only, as a model decoding greedily: the random
+draws of the annotators (grasp sampling, path planning) are seeded from the base ``seed``, the
+objects in the scene (their ids) and the command's text, not from what was asked before -- a
+replayed episode gets the answers of its first run. (Not from the objects' poses: settling
+objects move by fractions of a millimetre with the wall-clock timing of a run.)
 
 Grasp choice: among the generator's top collision-free grasps whose centre pixel lies on the
 object's visible mask (a model points at what it sees), the one whose approach is
@@ -59,17 +60,9 @@ def choose_grasp(tilts, max_tilt, tie_deg=TILT_TIE_DEG):
     return next(i for i, t in enumerate(tilts) if t <= least + np.deg2rad(tie_deg))
 
 
-def poses_digest(obj_ids, poses):
-    """An int from object ids and 4x4 poses: translations to 1 mm, rotations to 0.01.
-
-    The simulator settles a scene the same way each run, so a replayed scene gives the same
-    digest (a pose just on a rounding boundary aside).
-    """
-    scale = np.array([100.0, 100.0, 100.0, 1000.0])
-    parts = [np.asarray(obj_ids, dtype=np.int64).tobytes()]
-    parts += [np.round(np.asarray(T, dtype=float)[:3, :4] * scale).astype(np.int64).tobytes()
-              for T in poses]
-    return zlib.crc32(b''.join(parts))
+def objects_digest(obj_ids):
+    """An int from the ids of a scene's objects (in the simulator's order)."""
+    return zlib.crc32(np.asarray(obj_ids, dtype=np.int64).tobytes())
 
 
 TASK_CODES = {'grasp': 1, 'trajectory': 2}
@@ -111,7 +104,7 @@ class OracleBackend:
         self.coords = coords
         self.seed = int(seed)
         self.rng = np.random.default_rng(seed)
-        self._digest = 0          # of the cached scene's object poses (``poses_digest``)
+        self._digest = 0          # of the cached scene's objects (``objects_digest``)
         self.max_tilt = np.deg2rad(max_tilt_deg)
         self.grasp_candidates = int(grasp_candidates)
         self.hidden_grasp_candidates = int(hidden_grasp_candidates)
@@ -155,8 +148,7 @@ class OracleBackend:
         T_cw = invert_transform(frame.T_world_camera)
         instances = []
         snapshot = self._snapshot(frame)
-        self._digest = poses_digest([i['obj_id'] for i in snapshot],
-                                    [i['T_world_obj'] for i in snapshot])
+        self._digest = objects_digest([i['obj_id'] for i in snapshot])
         self.rng = self._rng(self._digest)
         for inst in snapshot:
             instances.append({'obj_id': inst['obj_id'], 'T_m2c': T_cw @ inst['T_world_obj'],
