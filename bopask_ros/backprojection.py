@@ -57,6 +57,7 @@ from bopask_gen.core.camera import (
     backproject_grid,
     backproject_pixels,
     pixels_inside,
+    project_points,
     sample_depth,
 )
 from bopask_gen.core.transforms import (
@@ -320,12 +321,13 @@ def top_face(centre_uv, surface, depth, depth_m, K, T_base_camera, params):
     centre = surface
     # Re-centre on the top face's centroid: the surface point sits off-centre (toward the
     # camera), so a single pass would cut the far side of the face.
+    # (ufunc reductions: np.sum and .max() go through Python wrappers, a cost per call.)
     for _ in range(3):
-        pts = all_pts[np.sum((xy - centre[:2]) ** 2, axis=1) <= r2]
+        pts = all_pts[np.add.reduce((xy - centre[:2]) ** 2, axis=1) <= r2]
         if len(pts) == 0:
             return centre, centre[None]
-        top = pts[pts[:, 2] >= pts[:, 2].max() - params.top_band]
-        new = top.sum(axis=0) / len(top)   # the band is top_band (4 mm) thin: mean, not median
+        top = pts[pts[:, 2] >= np.maximum.reduce(pts[:, 2]) - params.top_band]
+        new = np.add.reduce(top) / len(top)   # top_band (4 mm) thin: mean, not median
         moved = math.hypot(new[0] - centre[0], new[1] - centre[1])
         centre = new
         if moved < 1e-3:
@@ -399,13 +401,10 @@ def fit_tilt(tips, bases_uv, y_axis, K, T_base_camera, params):
 
 
 def _base_pixel_error(tips, approaches, bases_uv, K, T_camera_base):
-    """(A,) RMS pixel error of the finger bases for each candidate approach (inf: behind)."""
+    """(A,) RMS pixel error of the finger bases for each candidate approach (NaN: behind)."""
     bases = tips[None] - gripper.FINGER_LENGTH * approaches[:, None, :]     # (A, 2, 3)
-    cam = bases.reshape(-1, 3) @ T_camera_base[:3, :3].T + T_camera_base[:3, 3]
-    if np.any(cam[:, 2] <= 1e-6):
-        return np.full(len(approaches), np.inf)
-    px = (cam @ np.asarray(K, dtype=float).T)[:, :2] / cam[:, 2:3]
-    return np.sqrt(np.mean(np.sum((px.reshape(-1, 2, 2) - bases_uv) ** 2, axis=2), axis=1))
+    px = project_points(transform_points(T_camera_base, bases), K).reshape(-1, 2, 2)
+    return np.sqrt(np.mean(np.sum((px - bases_uv) ** 2, axis=2), axis=1))
 
 
 def tilted_tcp(origin, ray, top, y_axis):

@@ -21,14 +21,13 @@ def intrinsics_from_fovy(fovy_deg, width, height):
 
 def project_points(points_cam, K):
     """Project (N, 3) camera-frame points to (N, 2) pixels; points with z <= 0 give NaN."""
-    points_cam = np.asarray(points_cam, dtype=float).reshape(-1, 3)
-    z = points_cam[:, 2]
-    uv = np.full((len(points_cam), 2), np.nan)
-    front = z > 0
-    pts = points_cam[front]
+    pts = np.asarray(points_cam, dtype=float).reshape(-1, 3)
     K = np.asarray(K, dtype=float)
-    uv[front, 0] = K[0, 0] * pts[:, 0] / pts[:, 2] + K[0, 1] * pts[:, 1] / pts[:, 2] + K[0, 2]
-    uv[front, 1] = K[1, 1] * pts[:, 1] / pts[:, 2] + K[1, 2]
+    x, y = pts[:, 0], pts[:, 1]
+    z = np.where(pts[:, 2] > 0, pts[:, 2], np.nan)      # behind the camera: NaN pixels
+    uv = np.empty((len(pts), 2))
+    uv[:, 0] = K[0, 0] * x / z + K[0, 1] * y / z + K[0, 2]
+    uv[:, 1] = K[1, 1] * y / z + K[1, 2]
     return uv
 
 
