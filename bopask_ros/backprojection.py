@@ -304,7 +304,9 @@ def top_face(centre_uv, surface, depth, depth_m, K, T_base_camera, params):
     v0, v1 = max(v - r_px, 0), min(v + r_px + 1, h)
     u0, u1 = max(u - r_px, 0), min(u + r_px + 1, w)
     step = 3  # every third pixel: ~4 mm spacing at 0.8 m is plenty for a centroid
-    patch = depth_m[v0:v1:step, u0:u1:step]
+    # float64 from here (the published image is float32): one dtype for all the arithmetic
+    # below, as for the rest of the lift -- each dtype's loops are more code to run cold.
+    patch = depth_m[v0:v1:step, u0:u1:step].astype(float)
     keep = surface_component(patch, ((v - v0) / step, (u - u0) / step), depth,
                              params.depth_jump)
     if not keep.any():
