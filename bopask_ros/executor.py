@@ -18,7 +18,8 @@ reach fall back to the waypoints' surface points or are skipped; over the whole 
 carry pose without an IK solution is left out (nothing is in the way there). When no
 carrying height works through the arm configuration the solver finds from the arm's pose
 (near the robot's base: the wrist turns over on the way down or up), the grasp's other IK
-branches are tried (``grasp_configurations``).
+branches are tried (``grasp_configurations``). No plan in which the arm would hit itself is
+returned (``check_self_collision``: every configuration, and the free move to the first).
 """
 
 from dataclasses import dataclass, field
@@ -364,6 +365,7 @@ def plan_pick_place(T_grasp, waypoints, q_start, ik, params=None, target_point=N
                 kept = []
                 steps = _solve_steps(targets, q_start, ik, params, width, solved, droppable,
                                      kept)
+                check_self_collision(ik, steps, q_start)
                 dropped.extend(carried[k] for k in range(len(carried)) if k not in kept)
                 return steps
             except (IKError, WorkspaceError) as exc:
@@ -387,6 +389,7 @@ def plan_pick_place(T_grasp, waypoints, q_start, ik, params=None, target_point=N
                     steps = _solve_steps(targets, q_start, ik, params, width, solved,
                                          range(len(carried)) if over_scene else (), kept,
                                          q_grasp=q_grasp)
+                    check_self_collision(ik, steps, q_start)
                 except IKError:
                     continue
                 if not free_move_stays_above(ik, q_start, steps[0].positions[-1],
@@ -404,6 +407,29 @@ def plan_pick_place(T_grasp, waypoints, q_start, ik, params=None, target_point=N
         raise IKError(f'{first_error}; the grasp at ({g[0]:.3f}, {g[1]:.3f}, {g[2]:.3f}) m, '
                       f"tilted {tilt:.0f} deg, is itself out of the arm's reach") from None
     raise first_error
+
+
+def check_self_collision(ik, steps, q_start, n_free=10):
+    """Raise IKError when the arm would hit itself on the way (``ik.self_collision``).
+
+    Every solved configuration of the arm steps is checked, and ``n_free`` points of the
+    free move from ``q_start`` to the first one (straight in joint space: another IK branch
+    can swing a link through another). Nothing is checked without ``ik.self_collision``.
+    """
+    collides = getattr(ik, 'self_collision', None)
+    if collides is None:
+        return
+    arm = [s for s in steps if s.kind == 'arm' and len(s.positions)]
+    if not arm:
+        return
+    q_start, q_first = np.asarray(q_start, dtype=float), arm[0].positions[0]
+    free = [('the move to ' + arm[0].name, q_start + t * (q_first - q_start))
+            for t in np.linspace(0.0, 1.0, n_free + 1)[1:]]
+    for name, q in free + [(s.name, q) for s in arm for q in s.positions]:
+        bodies = collides(q)
+        if bodies is not None:
+            raise IKError(f'the arm would hit itself ({bodies[0]} and {bodies[1]}) in '
+                          f'{name}')
 
 
 def free_move_stays_above(ik, q_from, q_to, z_min, n=20, tolerance=0.01):

@@ -90,6 +90,10 @@ class MinkIK:
         """False when the pose is out of the arm's reach (a quick necessary condition)."""
         return self._ik.reachable(T_base_tcp)
 
+    def self_collision(self, q):
+        """Names of two links of the arm that collide at ``q``, or None."""
+        return self._ik.self_collision(q)
+
 
 def request_plan_arguments(req):
     """``plan_pick_place``'s pose arguments from a grasp request (the decoded JSON).

@@ -35,6 +35,9 @@ STALL_WINDOW = 20
 '''Iterations over which a solve's progress is judged (see ``PandaIK._solve_from``).'''
 STALL_PROGRESS = 1e-3
 '''Least relative decrease of the best error over ``STALL_WINDOW`` iterations to go on.'''
+SELF_COLLISION_DEPTH = 0.005
+'''Metres two of the robot's links may overlap before it counts as the arm hitting itself
+(``PandaIK.self_collision``; resting contacts of the collision meshes are shallower).'''
 REACH_MARGIN = 0.005
 '''Metres a target's wrist may lie beyond the arm's longest reach before it is refused
 without iterating (covers the solver's position and rotation tolerances).'''
@@ -71,6 +74,9 @@ class PandaIK:
         self.limits = [mink.ConfigurationLimit(self.model)]
         self.reach = arm_reach(self.model)
         self.last_iterations = 0   # iterations of the last ``solve`` (all starts)
+        self._collision_data = None
+        self._finger_bodies = {int(self.model.jnt_bodyid[self.model.joint(n).id])
+                               for n in robot.FINGER_JOINTS}
 
     def wrist_distance(self, T_base_tcp):
         """Least distance from the shoulder to where the wrist (joint 6) can be for a pose.
@@ -90,6 +96,27 @@ class PandaIK:
         """
         T = self.T_base_world @ np.asarray(T_world_tcp, dtype=float)
         return self.wrist_distance(T) <= self.reach.wrist + REACH_MARGIN
+
+    def self_collision(self, q):
+        """Names of two of the robot's bodies that collide at arm angles ``q`` (7,), or None.
+
+        Contacts of the model's collision geometry deeper than ``SELF_COLLISION_DEPTH``;
+        MuJoCo leaves out parent-child pairs, and the two fingers (touching when closed) are
+        left out here.
+        """
+        m = self.model
+        if self._collision_data is None:
+            self._collision_data = mujoco.MjData(m)
+        d = self._collision_data
+        d.qpos[self._qadr] = q
+        mujoco.mj_kinematics(m, d)
+        mujoco.mj_collision(m, d)
+        for c in d.contact[:d.ncon]:
+            bodies = {m.geom_bodyid[c.geom1], m.geom_bodyid[c.geom2]}
+            if c.dist < -SELF_COLLISION_DEPTH and not bodies <= self._finger_bodies:
+                return tuple(mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_BODY, b)
+                             for b in sorted(bodies))
+        return None
 
     def set_base(self, T_world_base):
         """Move the robot base (targets are given in the world)."""
