@@ -107,13 +107,19 @@ class PandaIK:
         m = self.model
         if self._collision_data is None:
             self._collision_data = mujoco.MjData(m)
+            # Fingers open: closed ones touch, and every check would compute those contacts.
+            for name in robot.FINGER_JOINTS:
+                j = m.joint(name).id
+                self._collision_data.qpos[m.jnt_qposadr[j]] = m.jnt_range[j, 1]
         d = self._collision_data
         d.qpos[self._qadr] = q
         mujoco.mj_kinematics(m, d)
         mujoco.mj_collision(m, d)
-        for c in d.contact[:d.ncon]:
-            bodies = {m.geom_bodyid[c.geom1], m.geom_bodyid[c.geom2]}
-            if c.dist < -SELF_COLLISION_DEPTH and not bodies <= self._finger_bodies:
+        deep = np.nonzero(d.contact.dist[:d.ncon] < -SELF_COLLISION_DEPTH)[0]
+        for i in deep:
+            bodies = {int(m.geom_bodyid[d.contact.geom1[i]]),
+                      int(m.geom_bodyid[d.contact.geom2[i]])}
+            if not bodies <= self._finger_bodies:
                 return tuple(mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_BODY, b)
                              for b in sorted(bodies))
         return None
