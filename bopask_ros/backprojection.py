@@ -150,14 +150,6 @@ class GraspTarget:
         return float(np.arctan2(y[1], y[0]))
 
 
-def _point_names(what):
-    """Return ``i -> name`` of points in refusals.
-
-    ``what``: one name for all ('waypoint' -> 'waypoint point 2'), or a list of names.
-    """
-    return (lambda i: f'{what} point {i}') if isinstance(what, str) else what.__getitem__
-
-
 def _refuse_outside(uv, name, width, height):
     """Raise BackprojectionError naming (``name(i)``) the first pixel off the image."""
     inside = pixels_inside(uv, width, height)
@@ -165,13 +157,6 @@ def _refuse_outside(uv, name, width, height):
         i = int(np.argmin(inside))
         raise BackprojectionError(f'{name(i)} at ({uv[i, 0]:.1f}, {uv[i, 1]:.1f}) is outside '
                                   f'the {width}x{height} image')
-
-
-def check_pixels(uv, width, height, what):
-    """Raise BackprojectionError if any pixel is non-finite or outside the image."""
-    uv = np.asarray(uv, dtype=float).reshape(-1, 2)
-    _refuse_outside(uv, _point_names(what), width, height)
-    return uv
 
 
 def sampled_depths(uv, depth_m, window, name):
@@ -192,11 +177,12 @@ def sampled_depths(uv, depth_m, window, name):
 def lift_pixels(uv, depth_m, K, window, what):
     """Return (N, 3) camera-frame points and (N,) depths; refuse points with no valid depth.
 
-    ``what`` names the points in refusals: one name for all ('waypoint' -> 'waypoint point
-    2') or a list of N names (points of different kinds lifted together).
+    ``what`` names the points in refusals ('waypoint' -> 'waypoint point 2').
     """
     uv = np.asarray(uv, dtype=float).reshape(-1, 2)
-    name = _point_names(what)
+
+    def name(i):
+        return f'{what} point {i}'
     h, w = depth_m.shape
     _refuse_outside(uv, name, w, h)
     depth = sampled_depths(uv, depth_m, window, name)
@@ -212,10 +198,14 @@ def pixel_rays_base(uv, K, T_base_camera):
     return rotate_vectors(T_base_camera, backproject_pixels(uv, np.ones(len(uv)), K))
 
 
+def unit_rows(vectors):
+    """The (N, 3) vectors scaled to unit length (a ufunc reduction: no Python wrapper)."""
+    return vectors / np.sqrt(np.add.reduce(vectors * vectors, axis=1))[:, None]
+
+
 def viewing_rays_base(uv, K, T_base_camera):
     """Return the (N, 3) unit viewing rays of pixels in the base frame (from the camera)."""
-    d_base = pixel_rays_base(uv, K, T_base_camera)
-    return d_base / np.linalg.norm(d_base, axis=1, keepdims=True)
+    return unit_rows(pixel_rays_base(uv, K, T_base_camera))
 
 
 def surface_component(patch, seed, seed_depth, jump):
@@ -362,13 +352,13 @@ def pads_on_face(position, across, face, inset):
     return position + shift * d
 
 
-def finger_line(tips_uv, z_tcp, K, T_base_camera, rays=None):
-    """Return the (2, 3) fingertips where their pixels' rays cross the height ``z_tcp``.
+def finger_line(tips_uv, rays, z_tcp, T_base_camera):
+    """Return the (N, 3) points where the pixels' unit viewing ``rays`` cross height ``z_tcp``.
 
-    ``rays``: the pixels' unit viewing rays (``viewing_rays_base``) when the caller has them.
+    ``rays``: of the pixels ``tips_uv`` (``viewing_rays_base``), named in the refusal of a
+    ray that does not go down.
     """
     origin = np.asarray(T_base_camera, dtype=float)[:3, 3]
-    rays = viewing_rays_base(tips_uv, K, T_base_camera) if rays is None else rays
     up = rays[:, 2] > -1e-3
     if up.any():
         uv = np.asarray(tips_uv, dtype=float).reshape(-1, 2)[int(np.argmax(up))]
@@ -432,28 +422,26 @@ NEAR_TIP_SLACK = 0.01
 '''Metres the near fingertip's TCP may lie in front of the seen surface (across the fingers).'''
 
 
-def near_tip_height(tip_uv, tip_ray, centre_ray, y_axis, surface, depth_m, T_base_camera,
-                    params):
+def near_tip_height(tip_uv, centre_ray, y_axis, surface, depth_m, K, T_base_camera, params):
     """Height of a tilted grasp's TCP from the fingertip nearer the camera, or None.
 
     When the closing line runs along the view (``|centre_ray . y_axis|`` at least
     ``NEAR_TIP_MIN_ALONG_VIEW``), one finger is in front of the object and its pad presses
-    on the surface the camera sees: the near tip's pixel (``tip_uv``, unit base-frame ray
-    ``tip_ray``) sees the object where that finger touches it, and the tips are level with
-    the TCP. This holds on an object's side, where the top face (``tilted_tcp``) is far
-    above or off-centre (a bottle's neck). None when the near tip has no depth, or the TCP
-    it gives would lie in front of the centre's seen ``surface`` point or farther behind
-    it, across the fingers, than half the hand's opening (the tip sees something else).
+    on the surface the camera sees: the near tip's pixel (``tip_uv``) sees the object where
+    that finger touches it, and the tips are level with the TCP. This holds on an object's
+    side, where the top face (``tilted_tcp``) is far above or off-centre (a bottle's neck).
+    None when the near tip has no depth, or the TCP it gives would lie in front of the
+    centre's seen ``surface`` point or farther behind it, across the fingers, than half the
+    hand's opening (the tip sees something else).
     """
     along = float(centre_ray @ y_axis)
     if abs(along) < NEAR_TIP_MIN_ALONG_VIEW or centre_ray[2] > -1e-3:
         return None
-    d = float(sample_depth(depth_m, np.asarray(tip_uv, dtype=float).reshape(1, 2),
-                           window=params.depth_window)[0])
-    if not math.isfinite(d) or d <= 0.0:
+    tip_uv = np.asarray(tip_uv, dtype=float).reshape(1, 2)
+    d = sample_depth(depth_m, tip_uv, window=params.depth_window)
+    if not math.isfinite(d[0]) or d[0] <= 0.0:
         return None
-    origin, optical = T_base_camera[:3, 3], T_base_camera[:3, 2]
-    z = origin[2] + d * tip_ray[2] / float(tip_ray @ optical)   # camera depth d on the ray
+    z = float(transform_points(T_base_camera, backproject_pixels(tip_uv, d, K))[0, 2])
     # How far behind the seen surface the TCP at that height is, across the fingers.
     behind = ((z - surface[2]) / centre_ray[2]) * abs(along)
     if not -NEAR_TIP_SLACK <= behind <= gripper.MAX_OPENING / 2.0 + NEAR_TIP_SLACK:
@@ -495,7 +483,7 @@ def _grasp_from_rays(grasp_uv, surface, centre_depth, rays, depth_m, K, T_base_c
     top, face = top_face(grasp_uv[0], surface, centre_depth, depth_m, K, T_base_camera,
                          params)
     z_tcp = max(top[2] - params.grasp_depth, params.table_z + params.min_tcp_height)
-    position = finger_line(grasp_uv[:1], z_tcp, K, T_base_camera, rays[:1])[0]
+    position = finger_line(grasp_uv[:1], rays[:1], z_tcp, T_base_camera)[0]
 
     # Finger line: the fingertips lie level with the TCP (the closing line is horizontal,
     # tilted or not), so each tip is where its pixel's viewing ray crosses the TCP's height
@@ -506,7 +494,7 @@ def _grasp_from_rays(grasp_uv, surface, centre_depth, rays, depth_m, K, T_base_c
         raise BackprojectionError('grasp fingertips coincide in the image: no finger line')
     z_near = False   # the near fingertip's height: not looked up yet
     for _ in range(2):
-        tips = finger_line(tips_uv, z_tcp, K, T_base_camera, rays[3:5])
+        tips = finger_line(tips_uv, rays[3:5], z_tcp, T_base_camera)
         line = tips[0] - tips[1]
         length = math.hypot(line[0], line[1])
         if length < 1e-4:
@@ -522,12 +510,12 @@ def _grasp_from_rays(grasp_uv, surface, centre_depth, rays, depth_m, K, T_base_c
         # face's mid-plane.
         if z_near is False:
             near = 1 if rays[0] @ y_axis > 0.0 else 0   # y points to the left tip (index 0)
-            z_near = near_tip_height(tips_uv[near], rays[3 + near], rays[0], y_axis, surface,
-                                     depth_m, T_base_camera, params)
+            z_near = near_tip_height(tips_uv[near], rays[0], y_axis, surface, depth_m, K,
+                                     T_base_camera, params)
         if z_near is None:
             position = tilted_tcp(T_base_camera[:3, 3], rays[0], top, y_axis)
         else:
-            position = finger_line(grasp_uv[:1], z_near, K, T_base_camera, rays[:1])[0]
+            position = finger_line(grasp_uv[:1], rays[:1], z_near, T_base_camera)[0]
         position[2] = max(position[2], params.table_z + params.min_tcp_height)
         z_tcp = position[2]
     x_axis = cross3(y_axis, z_axis)
@@ -857,7 +845,7 @@ def lift_grasp_and_waypoints(grasp_uv, waypoints_uv, depth_m, K, T_base_camera, 
     rays = pixel_rays_base(uv, K, T_base_camera)
     origin = T_base_camera[:3, 3]
     points = origin + rays[:m + 1] * depth[:, None]
-    unit = rays / np.sqrt(np.add.reduce(rays * rays, axis=1))[:, None]
+    unit = unit_rows(rays)
     T, width = _grasp_from_rays(grasp_uv, points[m], float(depth[m]), unit[m:], depth_m, K,
                                 T_base_camera, params)
     waypoint_rays = np.empty((m, 6))     # (origin, unit direction) per waypoint

@@ -183,11 +183,10 @@ def test_near_tip_seeing_the_table_is_not_used(T_bc):
     params = BackprojectionParams()
     # The centre's seen surface: where its ray meets the near face (x = 0.53).
     surface = T_bc[:3, 3] + rays[0] * (TALL_HI[0] - T_bc[0, 3]) / rays[0][0]
-    assert near_tip_height(table_uv, rays[1], rays[0], T_true[:3, 1], surface, depth, T_bc,
+    assert near_tip_height(table_uv, rays[0], T_true[:3, 1], surface, depth, K, T_bc,
                            params) is None
     near_uv = uv[3]   # the left tip (+y = +x, toward the camera)
-    near_ray = viewing_rays_base(near_uv[None], K, T_bc)[0]
-    assert near_tip_height(near_uv, near_ray, rays[0], T_true[:3, 1], surface, depth, T_bc,
+    assert near_tip_height(near_uv, rays[0], T_true[:3, 1], surface, depth, K, T_bc,
                            params) == pytest.approx(T_true[2, 3], abs=0.003)
 
 
