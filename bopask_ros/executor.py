@@ -422,14 +422,22 @@ def check_self_collision(ik, steps, q_start, n_free=10):
     arm = [s for s in steps if s.kind == 'arm' and len(s.positions)]
     if not arm:
         return
-    q_start, q_first = np.asarray(q_start, dtype=float), arm[0].positions[0]
-    free = [('the move to ' + arm[0].name, q_start + t * (q_first - q_start))
-            for t in np.linspace(0.0, 1.0, n_free + 1)[1:]]
+    free = [('the move to ' + arm[0].name, q)
+            for q in joint_line(q_start, arm[0].positions[0], n_free)[1:]]
     for name, q in free + [(s.name, q) for s in arm for q in s.positions]:
         bodies = collides(q)
         if bodies is not None:
             raise IKError(f'the arm would hit itself ({bodies[0]} and {bodies[1]}) in '
                           f'{name}')
+
+
+def joint_line(q_from, q_to, n):
+    """Return the ``n + 1`` configurations of a straight joint-space move, ``q_from`` first.
+
+    ``n`` equal steps: how the controller moves the arm between two trajectory points.
+    """
+    q_from, q_to = np.asarray(q_from, dtype=float), np.asarray(q_to, dtype=float)
+    return [q_from + t * (q_to - q_from) for t in np.linspace(0.0, 1.0, n + 1)]
 
 
 def free_move_stays_above(ik, q_from, q_to, z_min, n=20, tolerance=0.01):
@@ -440,9 +448,8 @@ def free_move_stays_above(ik, q_from, q_to, z_min, n=20, tolerance=0.01):
     """
     if not hasattr(ik, 'forward'):
         return True
-    q_from, q_to = np.asarray(q_from, dtype=float), np.asarray(q_to, dtype=float)
-    for t in np.linspace(0.0, 1.0, n + 1):
-        T = np.asarray(ik.forward(q_from + t * (q_to - q_from)))
+    for q in joint_line(q_from, q_to, n):
+        T = np.asarray(ik.forward(q))
         low = min(T[2, 3], T[2, 3] - WRIST_BEHIND_TCP * T[2, 2])
         if low < z_min - tolerance:
             return False
