@@ -43,6 +43,14 @@ Geometry, and why:
   (higher than ``min_object_height`` above the table) found scanning from the last waypoint
   along the image of the world vertical through it -- "the thing under the goal" -- or the
   goal's own surface point if none.
+
+Speed: the node lifts one keypoint set per command, seconds apart, while the simulator and
+the renderer share the machine's cores; each request then starts with cold caches, and its
+time goes by the number of distinct numpy calls more than by array sizes (0.35 ms warm,
+about 0.9 ms so in the node). So the lift uses ufunc methods (``np.add.reduce``,
+``np.logical_and.reduce``) where ``np.sum``, ``np.mean``, ``.any()``, ``np.stack`` or
+``np.linalg.norm`` would run Python-level glue first, and keeps one dtype (float64)
+throughout. ``bench/bench_pick_place.py`` measures it in the node.
 """
 
 import dataclasses
@@ -56,6 +64,7 @@ from bopask_gen.core import gripper
 from bopask_gen.core.camera import (
     backproject_grid,
     backproject_pixels,
+    pixel_rays,
     pixels_inside,
     project_points,
     sample_depth,
@@ -153,7 +162,7 @@ class GraspTarget:
 def _refuse_outside(uv, name, width, height):
     """Raise BackprojectionError naming (``name(i)``) the first pixel off the image."""
     inside = pixels_inside(uv, width, height)
-    if not inside.all():
+    if not np.logical_and.reduce(inside):
         i = int(np.argmin(inside))
         raise BackprojectionError(f'{name(i)} at ({uv[i, 0]:.1f}, {uv[i, 1]:.1f}) is outside '
                                   f'the {width}x{height} image')
@@ -165,9 +174,9 @@ def sampled_depths(uv, depth_m, window, name):
     The first pixel with no valid depth is refused, named ``name(i)``.
     """
     depth = sample_depth(depth_m, uv, window=window)
-    bad = ~np.isfinite(depth)
-    if bad.any():
-        i = int(np.argmax(bad))
+    finite = np.isfinite(depth)
+    if not np.logical_and.reduce(finite):
+        i = int(np.argmin(finite))
         raise BackprojectionError(
             f'no valid depth in the {window}x{window} window around {name(i)} at '
             f'({uv[i, 0]:.1f}, {uv[i, 1]:.1f})')
@@ -194,8 +203,7 @@ def pixel_rays_base(uv, K, T_base_camera):
 
     The pixel seen at camera depth d is at ``camera origin + d * ray``.
     """
-    uv = np.asarray(uv, dtype=float).reshape(-1, 2)
-    return rotate_vectors(T_base_camera, backproject_pixels(uv, np.ones(len(uv)), K))
+    return rotate_vectors(T_base_camera, pixel_rays(uv, K))
 
 
 def unit_rows(vectors):
@@ -211,24 +219,25 @@ def viewing_rays_base(uv, K, T_base_camera):
 def surface_component(patch, seed, seed_depth, jump):
     """Bool mask of the depth samples connected to ``seed`` without a depth step > ``jump``.
 
-    4-connected; the far sample of every step is cut, so an object and what lies behind it
-    come apart while the near object keeps its edge. The component is that of the sample
-    nearest ``seed`` (row, col) whose depth is within ``jump`` of ``seed_depth``.
+    ``patch``: depths, NaN where there is none (those are cut). 4-connected; the far sample
+    of every step is cut, so an object and what lies behind it come apart while the near
+    object keeps its edge. The component is that of the sample nearest ``seed`` (row, col)
+    whose depth is within ``jump`` of ``seed_depth``.
     """
     import cv2
-    valid = (patch > 0) & (patch < np.inf)       # NaN fails both
-    d = np.where(valid, patch, 1e9)   # no depth: far behind everything (and cut anyway)
-    cut = ~valid
-    rows, cols = d[1:] - d[:-1], d[:, 1:] - d[:, :-1]   # next minus this sample
+    cut = np.isnan(patch)
+    # Next minus this sample; NaN next to no depth, which compares False: no step there.
+    rows, cols = patch[1:] - patch[:-1], patch[:, 1:] - patch[:, :-1]
     # The next one lies behind a step: cut it; this one lies behind: cut this one.
     cut[1:] |= rows > jump
     cut[:-1] |= rows < -jump
     cut[:, 1:] |= cols > jump
     cut[:, :-1] |= cols < -jump
     # 4-connected labels (as scipy.ndimage.label, a quarter of its time on these patches).
-    n, labels = cv2.connectedComponents((~cut).view(np.uint8), connectivity=4)
+    n, labels = cv2.connectedComponents((~cut).view(np.uint8), connectivity=4,
+                                        ltype=cv2.CV_16U)   # less code to run than int32
     if n == 1:
-        return np.zeros_like(valid)
+        return np.zeros(patch.shape, dtype=bool)
     r, c = int(round(seed[0])), int(round(seed[1]))
     if (0 <= r < patch.shape[0] and 0 <= c < patch.shape[1] and labels[r, c]
             and abs(patch[r, c] - seed_depth) <= jump):
@@ -263,19 +272,19 @@ def level_samples(points, max_slope_deg):
     """Bool (H, W) mask of the grid points (H, W, 3) whose surface is nearly level.
 
     Within ``max_slope_deg`` of level, the normal from the differences to the next row and
-    column; the last row and column, and non-finite samples, are not level.
+    column; the last row and column, and NaN samples (no depth) or those next to one, are
+    not level.
     """
     out = np.zeros(points.shape[:2], dtype=bool)
     if min(points.shape[:2]) < 2:
         return out
-    with np.errstate(invalid='ignore'):
-        a = points[1:, :-1] - points[:-1, :-1]
-        b = points[:-1, 1:] - points[:-1, :-1]
-        ax, ay, az, bx, by, bz = a[..., 0], a[..., 1], a[..., 2], b[..., 0], b[..., 1], b[..., 2]
-        # The normal a x b, component by component (no stacked array).
-        nx, ny, nz = ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx
-        cos2 = math.cos(math.radians(max_slope_deg)) ** 2
-        out[:-1, :-1] = nz * nz >= cos2 * (nx * nx + ny * ny + nz * nz)
+    a = points[1:, :-1] - points[:-1, :-1]
+    b = points[:-1, 1:] - points[:-1, :-1]
+    ax, ay, az, bx, by, bz = a[..., 0], a[..., 1], a[..., 2], b[..., 0], b[..., 1], b[..., 2]
+    # The normal a x b, component by component (no stacked array).
+    nx, ny, nz = ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx
+    cos2 = math.cos(math.radians(max_slope_deg)) ** 2
+    out[:-1, :-1] = nz * nz >= cos2 * (nx * nx + ny * ny + nz * nz)   # NaN: False
     return out
 
 
@@ -289,31 +298,33 @@ def top_face(centre_uv, surface, depth, depth_m, K, T_base_camera, params):
     surface point (a taller neighbour) are dropped.
     """
     h, w = depth_m.shape
-    r_px = math.ceil(1.5 * K[0, 0] * params.top_radius / max(depth, 1e-3))
-    u, v = int(round(centre_uv[0])), int(round(centre_uv[1]))
+    r_px = math.ceil(1.5 * float(K[0, 0]) * params.top_radius / max(depth, 1e-3))
+    u, v = (int(round(c)) for c in centre_uv.tolist())
     v0, v1 = max(v - r_px, 0), min(v + r_px + 1, h)
     u0, u1 = max(u - r_px, 0), min(u + r_px + 1, w)
     step = 3  # every third pixel: ~4 mm spacing at 0.8 m is plenty for a centroid
     # float64 from here (the published image is float32): one dtype for all the arithmetic
     # below, as for the rest of the lift -- each dtype's loops are more code to run cold.
     patch = depth_m[v0:v1:step, u0:u1:step].astype(float)
+    # No depth (0, NaN, inf) becomes NaN: no step, point or normal is made of it (and NaN
+    # arithmetic raises no floating-point warnings to silence).
+    patch = np.where((patch > 0) & (patch < np.inf), patch, np.nan)
     keep = surface_component(patch, ((v - v0) / step, (u - u0) / step), depth,
                              params.depth_jump)
-    if not keep.any():
+    if not np.logical_or.reduce(keep, axis=None):
         return surface, surface[None]
     cam = backproject_grid(patch, np.arange(u0, u1, step), np.arange(v0, v1, step), K)
     grid = transform_points(T_base_camera, cam).reshape(cam.shape)
     # A top face faces up: a neighbour's side wall, flush with this object's side as the
     # camera sees them, joins the component without a depth step, but is not level.
     flat = keep & level_samples(grid, params.max_top_slope_deg)
-    all_pts = grid[flat if flat.any() else keep]
+    all_pts = grid[flat if np.logical_or.reduce(flat, axis=None) else keep]
     # Far above the seen surface is another object (a taller neighbour), not this top.
     all_pts = all_pts[all_pts[:, 2] <= surface[2] + params.top_max_rise]
     xy, r2 = all_pts[:, :2], params.top_radius ** 2
     centre = surface
     # Re-centre on the top face's centroid: the surface point sits off-centre (toward the
     # camera), so a single pass would cut the far side of the face.
-    # (ufunc reductions: np.sum and .max() go through Python wrappers, a cost per call.)
     for _ in range(3):
         pts = all_pts[np.add.reduce((xy - centre[:2]) ** 2, axis=1) <= r2]
         if len(pts) == 0:
@@ -346,7 +357,7 @@ def pads_on_face(position, across, face, inset):
         return position
     d = np.array([across[0] / norm, across[1] / norm, 0.0])
     s = (face - position) @ d
-    s_min, s_max = float(s.min()), float(s.max())
+    s_min, s_max = float(np.minimum.reduce(s)), float(np.maximum.reduce(s))
     lo, hi = s_min + inset, s_max - inset
     shift = (s_min + s_max) / 2.0 if lo > hi else min(max(0.0, lo), hi)
     return position + shift * d
@@ -359,9 +370,8 @@ def finger_line(tips_uv, rays, z_tcp, T_base_camera):
     ray that does not go down.
     """
     origin = np.asarray(T_base_camera, dtype=float)[:3, 3]
-    up = rays[:, 2] > -1e-3
-    if up.any():
-        uv = np.asarray(tips_uv, dtype=float).reshape(-1, 2)[int(np.argmax(up))]
+    if np.maximum.reduce(rays[:, 2]) > -1e-3:
+        uv = np.asarray(tips_uv, dtype=float).reshape(-1, 2)[int(np.argmax(rays[:, 2]))]
         raise BackprojectionError(f'grasp fingertip at ({uv[0]:.1f}, {uv[1]:.1f}) looks '
                                   f'above the horizon: no finger line')
     return origin + rays * ((z_tcp - origin[2]) / rays[:, 2])[:, None]
@@ -386,9 +396,9 @@ def fit_tilt(tips, bases_uv, y_axis, K, T_base_camera, params):
     t = np.deg2rad(np.arange(-params.max_tilt_deg, params.max_tilt_deg + 1e-9, 2.5))
     z = np.cos(t)[:, None] * down + np.sin(t)[:, None] * h                 # (T, 3)
     err = _base_pixel_error(tips, z, bases_uv, K, T_cb)
-    if not np.all(np.isfinite(err)):
+    if not np.logical_and.reduce(np.isfinite(err)):
         return down
-    ok = np.nonzero(err <= err.min() + params.tilt_tolerance_px)[0]
+    ok = np.nonzero(err <= np.minimum.reduce(err) + params.tilt_tolerance_px)[0]
     return z[ok[np.argmin(np.abs(t[ok]))]]
 
 
@@ -396,7 +406,8 @@ def _base_pixel_error(tips, approaches, bases_uv, K, T_camera_base):
     """(A,) RMS pixel error of the finger bases for each candidate approach (NaN: behind)."""
     bases = tips[None] - gripper.FINGER_LENGTH * approaches[:, None, :]     # (A, 2, 3)
     px = project_points(transform_points(T_camera_base, bases), K).reshape(-1, 2, 2)
-    return np.sqrt(np.mean(np.sum((px - bases_uv) ** 2, axis=2), axis=1))
+    d = px - bases_uv
+    return np.sqrt(np.add.reduce(np.add.reduce(d * d, axis=2), axis=1) / 2.0)
 
 
 def tilted_tcp(origin, ray, top, y_axis):
@@ -469,6 +480,10 @@ def grasp_pose(grasp_uv, depth_m, K, T_base_camera, params=None):
     return target.T_base_tcp, target.width, target.surface_point, target.keypoints_depth
 
 
+CENTRE_AND_TIPS = [0, 3, 4]
+'''Rows of the grasp keypoints (core.gripper order) that lie level with the TCP.'''
+
+
 def _grasp_from_rays(grasp_uv, surface, centre_depth, rays, depth_m, K, T_base_camera, params):
     """Return (T_base_tcp, width) of checked grasp keypoints.
 
@@ -483,18 +498,20 @@ def _grasp_from_rays(grasp_uv, surface, centre_depth, rays, depth_m, K, T_base_c
     top, face = top_face(grasp_uv[0], surface, centre_depth, depth_m, K, T_base_camera,
                          params)
     z_tcp = max(top[2] - params.grasp_depth, params.table_z + params.min_tcp_height)
-    position = finger_line(grasp_uv[:1], rays[:1], z_tcp, T_base_camera)[0]
-
     # Finger line: the fingertips lie level with the TCP (the closing line is horizontal,
     # tilted or not), so each tip is where its pixel's viewing ray crosses the TCP's height
     # (a constant camera depth would tilt the line whenever it runs along the image's
-    # vertical).
+    # vertical). The TCP and the tips at that height in one go:
+    level = finger_line(grasp_uv[CENTRE_AND_TIPS], rays[CENTRE_AND_TIPS], z_tcp, T_base_camera)
+    position, tips = level[0], level[1:]
     tips_uv = grasp_uv[3:5]
-    if math.hypot(*(tips_uv[0] - tips_uv[1])) < params.min_finger_line_px:
+    (lu, lv), (ru, rv) = tips_uv.tolist()
+    if math.hypot(lu - ru, lv - rv) < params.min_finger_line_px:
         raise BackprojectionError('grasp fingertips coincide in the image: no finger line')
     z_near = False   # the near fingertip's height: not looked up yet
-    for _ in range(2):
-        tips = finger_line(tips_uv, rays[3:5], z_tcp, T_base_camera)
+    for attempt in range(2):
+        if attempt:   # tilted: the tips at the TCP's new height
+            tips = finger_line(tips_uv, rays[3:5], z_tcp, T_base_camera)
         line = tips[0] - tips[1]
         length = math.hypot(line[0], line[1])
         if length < 1e-4:
@@ -521,8 +538,8 @@ def _grasp_from_rays(grasp_uv, surface, centre_depth, rays, depth_m, K, T_base_c
     x_axis = cross3(y_axis, z_axis)
     if top_down:
         position = pads_on_face(position, x_axis, face, params.pad_inset)
-    T = make_transform(np.stack([x_axis, y_axis, z_axis], axis=1), position)
-    return T, float(np.linalg.norm(line))
+    T = make_transform(np.array([x_axis, y_axis, z_axis]).T, position)
+    return T, math.sqrt(line.dot(line))
 
 
 def down_direction_px(goal_uv, K, T_base_camera):
@@ -823,6 +840,12 @@ def lift_keypoints(grasp_uv, waypoints_uv, depth_m, K, T_base_camera, params=Non
     return locate_place(target, waypoints_uv, depth_m, K, T_base_camera, params)
 
 
+@functools.lru_cache(maxsize=64)
+def _grasp_first(m):
+    """Indices putting the grasp centre (row ``m``) before the ``m`` waypoints' rows."""
+    return np.array([m] + list(range(m)))
+
+
 def lift_grasp_and_waypoints(grasp_uv, waypoints_uv, depth_m, K, T_base_camera, params=None):
     """Return a GraspTarget with the grasp pose, the waypoints' surface points and rays.
 
@@ -837,7 +860,8 @@ def lift_grasp_and_waypoints(grasp_uv, waypoints_uv, depth_m, K, T_base_camera, 
     waypoints_uv = np.asarray(waypoints_uv, dtype=float).reshape(-1, 2)
     _check_grasp_count(grasp_uv)
     m = len(waypoints_uv)
-    uv = np.concatenate([waypoints_uv, grasp_uv])
+    uv = np.empty((m + len(grasp_uv), 2))      # the waypoints, then the grasp keypoints
+    uv[:m], uv[m:] = waypoints_uv, grasp_uv
     h, w = depth_m.shape
     _refuse_outside(uv, functools.partial(_keypoint_name, m), w, h)
     depth = sampled_depths(uv[:m + 1], depth_m, params.depth_window,
@@ -852,7 +876,7 @@ def lift_grasp_and_waypoints(grasp_uv, waypoints_uv, depth_m, K, T_base_camera, 
     waypoint_rays[:, :3], waypoint_rays[:, 3:] = origin, unit[:m]
     return GraspTarget(T_base_tcp=T, width=width, surface_point=points[m],
                        waypoints=points[:m], waypoint_rays=waypoint_rays,
-                       keypoints_depth=np.concatenate([depth[m:], depth[:m]]))
+                       keypoints_depth=depth[_grasp_first(m)])
 
 
 def locate_place(target, waypoints_uv, depth_m, K, T_base_camera, params=None):

@@ -88,3 +88,33 @@ def test_sample_depth_is_the_window_median_of_valid_pixels():
     assert np.isnan(got[2]) and np.isnan(got[3])       # no valid pixel / outside the image
     assert got[4] == 4.0                                # rounded to the nearest pixel (2, 2)
     assert sample_depth(depth, np.zeros((0, 2))).shape == (0,)
+
+
+def _window_median_loop(depth, u, v, window):
+    """sample_depth of one pixel, written out: the median of the valid in-image pixels."""
+    h, w = depth.shape
+    if not (-0.5 <= u < w - 0.5 and -0.5 <= v < h - 0.5):
+        return np.nan
+    half = window // 2
+    cu, cv = int(np.round(u)), int(np.round(v))
+    vals = [depth[r, c] for r in range(cv - half, cv + half + 1)
+            for c in range(cu - half, cu + half + 1)
+            if 0 <= r < h and 0 <= c < w and np.isfinite(depth[r, c]) and depth[r, c] > 0]
+    return float(np.median(vals)) if vals else np.nan
+
+
+@pytest.mark.parametrize('window', [1, 3, 5, 7])
+def test_sample_depth_matches_a_pixel_by_pixel_loop(window):
+    rng = np.random.default_rng(window)
+    for dtype in (np.float32, np.float64):
+        depth = rng.uniform(0.3, 2.0, (23, 31)).astype(dtype)
+        holes = rng.random(depth.shape)
+        depth[holes < 0.15] = 0.0
+        depth[(holes > 0.15) & (holes < 0.25)] = np.nan
+        depth[(holes > 0.25) & (holes < 0.3)] = np.inf
+        depth[(holes > 0.3) & (holes < 0.33)] = -1.0
+        uv = rng.uniform(-4.0, 35.0, (60, 2))
+        uv[:5] = [[0, 0], [30, 22], [-0.5, 3], [30.49, 3], [2.5, 4.5]]   # edges, ties
+        uv[5] = [np.nan, 3.0]
+        want = [_window_median_loop(depth.astype(float), u, v, window) for u, v in uv]
+        np.testing.assert_allclose(sample_depth(depth, uv, window=window), want, rtol=1e-12)

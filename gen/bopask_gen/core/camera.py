@@ -5,6 +5,8 @@ coordinates (u, v) with the centre of the top-left pixel at (0, 0), depth in met
 the optical axis, 0 or non-finite meaning "no measurement".
 """
 
+import functools
+
 import numpy as np
 
 
@@ -38,12 +40,20 @@ def _normalized_coords(u, v, K):
     return x, y
 
 
+def pixel_rays(uv, K):
+    """Return the (N, 3) camera-frame rays (x/z, y/z, 1) of (N, 2) pixels: points at depth 1."""
+    uv = np.asarray(uv, dtype=float).reshape(-1, 2)
+    x, y = _normalized_coords(uv[:, 0], uv[:, 1], np.asarray(K, dtype=float))
+    # Filled column by column (np.stack is Python-level glue around the copy).
+    rays = np.empty((len(uv), 3))
+    rays[:, 0], rays[:, 1], rays[:, 2] = x, y, 1.0
+    return rays
+
+
 def backproject_pixels(uv, depth, K):
     """Lift (N, 2) pixels with (N,) depths in metres to (N, 3) camera-frame points."""
-    uv = np.asarray(uv, dtype=float).reshape(-1, 2)
     depth = np.asarray(depth, dtype=float).reshape(-1)
-    x, y = _normalized_coords(uv[:, 0], uv[:, 1], np.asarray(K, dtype=float))
-    return np.stack([x * depth, y * depth, depth], axis=1)
+    return pixel_rays(uv, K) * depth[:, None]
 
 
 def backproject_grid(depth, us, vs, K):
@@ -84,8 +94,17 @@ def depth_to_points(depth_m, K, mask=None, stride=1):
 def pixels_inside(uv, width, height):
     """Return a boolean (N,) array: pixel centre inside the image (finite and in bounds)."""
     uv = np.asarray(uv, dtype=float).reshape(-1, 2)
+    u, v = uv[:, 0], uv[:, 1]
     # NaN fails every comparison and +-inf the bounds: no separate finiteness test.
-    return ((uv >= -0.5) & (uv < (width - 0.5, height - 0.5))).all(axis=1)
+    return (u >= -0.5) & (u < width - 0.5) & (v >= -0.5) & (v < height - 0.5)
+
+
+@functools.lru_cache(maxsize=8)
+def _window_offsets(window):
+    """(window * window, 2) pixel offsets (du, dv) of a square window around its centre."""
+    half = max(int(window) // 2, 0)
+    dv, du = np.mgrid[-half:half + 1, -half:half + 1]
+    return np.stack([du.ravel(), dv.ravel()], axis=1)
 
 
 def sample_depth(depth_m, uv, window=5):
@@ -100,23 +119,23 @@ def sample_depth(depth_m, uv, window=5):
     uv = np.asarray(uv, dtype=float).reshape(-1, 2)
     if len(uv) == 0:
         return np.zeros(0)
-    half = max(int(window) // 2, 0)
-    inside = pixels_inside(uv, w, h)
-    offsets = np.arange(-half, half + 1)
-    centre = np.where(inside[:, None], uv, 0.0).round().astype(int)
-    uu = centre[:, 0, None, None] + offsets                         # (N, 1, W)
-    vv = centre[:, 1, None, None] + offsets[:, None]                # (N, W, 1)
-    uc, vc = np.minimum(np.maximum(uu, 0), w - 1), np.minimum(np.maximum(vv, 0), h - 1)
-    patch = depth_m[vc, uc].astype(float)
+    offsets = _window_offsets(window)
+    # A pixel outside the image is moved to where its whole window is off the image too.
+    far = -float(len(offsets))
+    centre = np.where(pixels_inside(uv, w, h)[:, None], uv, far).round().astype(int)
+    win = centre[:, None] + offsets                                   # (N, window², 2)
+    clipped = np.minimum(np.maximum(win, 0), (w - 1, h - 1))
+    patch = depth_m[clipped[..., 1], clipped[..., 0]].astype(float)
     # Valid: in the image (not a clipped copy), positive and finite (NaN fails both).
-    good = (uu == uc) & (vv == vc) & (patch > 0) & (patch < np.inf) & inside[:, None, None]
+    same = win == clipped
+    good = same[..., 0] & same[..., 1] & (patch > 0) & (patch < np.inf)
     # Median of the valid values per patch: sorted with the invalid ones last (as NaN); a
-    # patch with none gives NaN.
-    vals = np.where(good, patch, np.nan).reshape(len(uv), -1)
+    # patch with none gives NaN (index -1: the last, NaN).
+    vals = np.where(good, patch, np.nan)
     vals.sort(axis=1)
-    n = np.count_nonzero(good.reshape(len(uv), -1), axis=1)
+    n = np.add.reduce(good, axis=1)     # np.count_nonzero runs Python glue first
     rows = np.arange(len(uv))
-    return (vals[rows, np.maximum(n - 1, 0) // 2] + vals[rows, n // 2]) / 2.0
+    return (vals[rows, (n - 1) // 2] + vals[rows, n // 2]) / 2.0
 
 
 def mesh_silhouette(vertices_cam, faces, K, width, height):

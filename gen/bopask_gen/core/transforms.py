@@ -10,7 +10,8 @@ from scipy.spatial.transform import Rotation
 
 def make_transform(rotation, translation):
     """Build a 4x4 homogeneous transform from a 3x3 rotation and a 3-vector."""
-    T = np.eye(4)
+    T = np.zeros((4, 4))     # (np.eye: Python-level glue, a cost per call on hot paths)
+    T[3, 3] = 1.0
     T[:3, :3] = np.asarray(rotation, dtype=float).reshape(3, 3)
     T[:3, 3] = np.asarray(translation, dtype=float).reshape(3)
     return T
@@ -20,7 +21,8 @@ def invert_transform(T):
     """Invert a rigid 4x4 transform without a general matrix inverse."""
     T = np.asarray(T, dtype=float)
     R = T[:3, :3]
-    inv = np.eye(4)
+    inv = np.zeros((4, 4))
+    inv[3, 3] = 1.0
     inv[:3, :3] = R.T
     inv[:3, 3] = -R.T @ T[:3, 3]
     return inv
