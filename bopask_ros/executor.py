@@ -42,8 +42,8 @@ class IKError(RuntimeError):
 class ExecutorParams:
     """Motion and safety parameters (defaults from config/pick_place.yaml)."""
 
-    workspace_min: tuple = (0.2, -0.5, 0.0)
-    workspace_max: tuple = (0.8, 0.5, 0.6)
+    workspace_min: tuple = (0.2, -0.5, 0.005)
+    workspace_max: tuple = (0.85, 0.5, 0.6)
     table_z: float = 0.0
     pregrasp_offset: float = 0.12
     lift_height: float = 0.15
@@ -334,7 +334,6 @@ def plan_pick_place(T_grasp, waypoints, q_start, ik, params=None, target_point=N
         y_now = np.asarray(ik.forward(q_start))[:3, 1]
         if T_grasp[:3, 1] @ y_now < 0:
             candidates.reverse()
-    reachable = getattr(ik, 'reachable', None)
     first_error = None
     # Carrying heights, highest first: a high carry clears the scene (a carried object swept
     # through a tall target knocks it over), but a tall scene at the far reach can put those
@@ -351,7 +350,8 @@ def plan_pick_place(T_grasp, waypoints, q_start, ik, params=None, target_point=N
             carried = []
             targets = cartesian_targets(T, waypoints, params, target_point, waypoint_rays,
                                         skipped, place, scene_top_z, carry=carry,
-                                        reachable=reachable, carried=carried)
+                                        reachable=lambda T: _reachable(ik, T),
+                                        carried=carried)
             key = np.array([P for _, poses in targets for P in poses])
             if any(k.shape == key.shape and np.allclose(k, key) for k in tried):
                 continue   # a lower tier that comes out the same (a low target)
@@ -398,7 +398,7 @@ def plan_pick_place(T_grasp, waypoints, q_start, ik, params=None, target_point=N
                 skipped[:] = skips
                 dropped[:] = [carried[k] for k in range(len(carried)) if k not in kept]
                 return steps
-    if isinstance(first_error, IKError) and reachable is not None and not reachable(T_grasp):
+    if isinstance(first_error, IKError) and not _reachable(ik, T_grasp):
         # Both yaws share the approach, and so the wrist's place: no carry height or arm
         # configuration changes that (a steeply tilted grasp on the far side of an object
         # puts the wrist beyond it). Said, so that the refusal points at the grasp.

@@ -5,6 +5,7 @@ import ast
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bopask_ros import ros_common as rc
@@ -49,6 +50,25 @@ def test_yaml_parameters_are_declared_by_their_nodes():
             assert type(value) is type(defaults[key]) or \
                 (isinstance(value, (int, float)) and isinstance(defaults[key], float)), key
 
+
+
+@pytest.mark.parametrize('node, params_class', [
+    ('executor_node', 'bopask_ros.executor.ExecutorParams'),
+    ('backprojection_node', 'bopask_ros.backprojection.BackprojectionParams'),
+])
+def test_plain_python_defaults_are_the_nodes_and_the_yamls(node, params_class):
+    """The core's dataclass defaults (used without ROS) agree with the node and config."""
+    import dataclasses
+    import importlib
+    module, cls = params_class.rsplit('.', 1)
+    fields = dataclasses.fields(getattr(importlib.import_module(module), cls))
+    defaults = importlib.import_module(f'bopask_ros.{node}').DEFAULTS
+    yaml_values = node_parameters(node, [rc.config_path('pick_place.yaml')], {})
+    for f in fields:
+        for source, values in (('node DEFAULTS', defaults), ('pick_place.yaml', yaml_values)):
+            if f.name in values:
+                assert np.allclose(np.asarray(f.default, float),
+                                   np.asarray(values[f.name], float)), (f.name, source)
 
 def test_graph_arguments():
     assert parse_assignments(['a:=1', 'b:=x', 'c:=[1, 2]', 'd:=']) == \
