@@ -44,6 +44,7 @@ def main():
     parser.add_argument('overrides', nargs='*', metavar='name=value')
     args = parser.parse_args()
     os.environ.setdefault('MUJOCO_GL', 'egl')
+    from bopask_gen.core.gripper import approach_tilt_deg
     from bopask_gen.core.transforms import invert_transform, transform_from_xyz_quat_xyzw
     from bopask_gen.generator.grasps import top_grasps
     from bopask_gen.generator.names import load_name_table
@@ -88,9 +89,8 @@ def main():
                     refused += 1
                     continue
                 # The hand is symmetric about its approach: compare with the nearer version.
-                tilt = np.degrees(np.arccos(np.clip(-T_gt[2, 2], -1.0, 1.0)))
-                est_tilt = np.degrees(np.arccos(np.clip(-T_est[2, 2], -1.0, 1.0)))
-                rows.append((ep.obj_id,) + grasp_errors(T_est, T_gt) + (tilt, est_tilt, i))
+                rows.append((ep.obj_id,) + grasp_errors(T_est, T_gt)
+                            + (approach_tilt_deg(T_gt), approach_tilt_deg(T_est), i))
         finally:
             runtime.close()
         print(f'{i + 1}/{args.episodes} episodes, {len(rows)} grasps', end='\r', flush=True)

@@ -150,7 +150,7 @@ class GraspTarget:
     @property
     def tilt_deg(self):
         """Angle between the approach and straight down, degrees."""
-        return float(np.degrees(np.arccos(np.clip(-self.T_base_tcp[2, 2], -1.0, 1.0))))
+        return gripper.approach_tilt_deg(self.T_base_tcp)
 
     @property
     def yaw(self):
@@ -254,18 +254,13 @@ def surface_component(patch, seed, seed_depth, jump):
 
 
 def cross3(a, b):
-    """Cross product of 3-vectors (..., 3), component by component.
+    """Cross product (3,) of two 3-vectors, in plain floats.
 
     ``np.cross`` moves axes around for general shapes: about 50 microseconds a call, a
-    tenth of a whole back-projection. Two single vectors are crossed in plain floats.
+    tenth of a whole back-projection.
     """
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if a.ndim == 1 and b.ndim == 1:
-        (a0, a1, a2), (b0, b1, b2) = a.tolist(), b.tolist()
-        return np.array([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0])
-    return np.stack([a[..., 1] * b[..., 2] - a[..., 2] * b[..., 1],
-                     a[..., 2] * b[..., 0] - a[..., 0] * b[..., 2],
-                     a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]], axis=-1)
+    (a0, a1, a2), (b0, b1, b2) = np.asarray(a, float).tolist(), np.asarray(b, float).tolist()
+    return np.array([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0])
 
 
 def level_samples(points, max_slope_deg):
@@ -450,7 +445,7 @@ def near_tip_height(tip_uv, centre_ray, y_axis, surface, depth_m, K, T_base_came
         return None
     tip_uv = np.asarray(tip_uv, dtype=float).reshape(1, 2)
     d = sample_depth(depth_m, tip_uv, window=params.depth_window)
-    if not math.isfinite(d[0]) or d[0] <= 0.0:
+    if not math.isfinite(d[0]):
         return None
     z = float(transform_points(T_base_camera, backproject_pixels(tip_uv, d, K))[0, 2])
     # How far behind the seen surface the TCP at that height is, across the fingers.

@@ -23,6 +23,7 @@ returned (``check_self_collision``: every configuration, and the free move to th
 """
 
 from dataclasses import dataclass, field
+import functools
 
 import numpy as np
 
@@ -335,6 +336,7 @@ def plan_pick_place(T_grasp, waypoints, q_start, ik, params=None, target_point=N
         if T_grasp[:3, 1] @ y_now < 0:
             candidates.reverse()
     first_error = None
+    reachable = functools.partial(_reachable, ik)
     # Carrying heights, highest first: a high carry clears the scene (a carried object swept
     # through a tall target knocks it over), but a tall scene at the far reach can put those
     # poses out of the arm's top-down reach; then a lower tier, both yaws each. The place
@@ -350,8 +352,7 @@ def plan_pick_place(T_grasp, waypoints, q_start, ik, params=None, target_point=N
             carried = []
             targets = cartesian_targets(T, waypoints, params, target_point, waypoint_rays,
                                         skipped, place, scene_top_z, carry=carry,
-                                        reachable=lambda T: _reachable(ik, T),
-                                        carried=carried)
+                                        reachable=reachable, carried=carried)
             key = np.array([P for _, poses in targets for P in poses])
             if any(k.shape == key.shape and np.allclose(k, key) for k in tried):
                 continue   # a lower tier that comes out the same (a low target)
@@ -403,9 +404,9 @@ def plan_pick_place(T_grasp, waypoints, q_start, ik, params=None, target_point=N
         # configuration changes that (a steeply tilted grasp on the far side of an object
         # puts the wrist beyond it). Said, so that the refusal points at the grasp.
         g = T_grasp[:3, 3]
-        tilt = np.degrees(np.arccos(np.clip(-T_grasp[2, 2], -1.0, 1.0)))
         raise IKError(f'{first_error}; the grasp at ({g[0]:.3f}, {g[1]:.3f}, {g[2]:.3f}) m, '
-                      f"tilted {tilt:.0f} deg, is itself out of the arm's reach") from None
+                      f'tilted {gripper.approach_tilt_deg(T_grasp):.0f} deg, is itself out of '
+                      f"the arm's reach") from None
     raise first_error
 
 

@@ -258,7 +258,7 @@ def test_approach_near_the_base_is_solved_from_the_grasp_up():
     ik = MinkIK()
     fy, fz = np.array([0.0, -1.0, 0.0]), np.array([0.0, 0.0, -1.0])
     T = make_transform(np.stack([np.cross(fy, fz), fy, fz], axis=1), [0.285, 0.02, 0.05])
-    params = ExecutorParams(workspace_min=(0.2, -0.5, 0.005), workspace_max=(0.85, 0.5, 0.6))
+    params = ExecutorParams()   # the node's workspace
     steps = plan_pick_place(T, np.array([[0.285, 0.02, 0.1], [0.5, 0.2, 0.05]]), robot.HOME_Q,
                             ik, params, place=np.array([0.5, 0.1, 0.05]))
     approach = next(s for s in steps if s.name == 'approach')
@@ -277,7 +277,7 @@ def test_near_base_grasp_is_planned_through_another_arm_configuration():
     fy, fz = np.array([np.cos(np.deg2rad(15.0)), np.sin(np.deg2rad(15.0)), 0.0]), \
         np.array([0.0, 0.0, -1.0])
     T = make_transform(np.stack([np.cross(fy, fz), fy, fz], axis=1), [0.285, 0.018, 0.05])
-    params = ExecutorParams(workspace_min=(0.2, -0.5, 0.005), workspace_max=(0.85, 0.5, 0.6))
+    params = ExecutorParams()   # the node's workspace
     args = (T, np.array([[0.285, 0.02, 0.1], [0.5, 0.2, 0.05]]), robot.HOME_Q)
     plain = MinkIK()
     plain.joint_limits = None   # no configuration search: the refusal seen in the sim

@@ -67,6 +67,11 @@ def gripper_boxes(width, finger_length=FINGER_LENGTH):
     return boxes
 
 
+def approach_tilt_deg(T_gripper):
+    """Angle in degrees between a grasp's approach (its z axis) and straight down (-z)."""
+    return float(np.degrees(np.arccos(np.clip(-np.asarray(T_gripper)[2, 2], -1.0, 1.0))))
+
+
 def flip_about_approach(T_gripper):
     """Return the same grasp rotated 180 degrees about its approach axis (fingers swapped)."""
     flip = np.diag([-1.0, -1.0, 1.0, 1.0])
